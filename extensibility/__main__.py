@@ -1,0 +1,3 @@
+from extensibility.cli import console_main
+
+console_main()

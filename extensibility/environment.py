@@ -1,0 +1,144 @@
+"""The pipeline: request -> spec -> key -> store (hit? done) -> installer -> publish.
+
+`plan_environment` does everything up to the cache lookup and never installs; on a hit that
+is all a start does (no installer, no resolver, no lock).
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from extensibility.errors import InstallFailed
+from extensibility.image import Image, current_image
+from extensibility.installers import InstallJob, choose_installer, make_installer
+from extensibility.key import canonical_json, differences, key_document, key_of
+from extensibility.log import Log
+from extensibility.overlay import create_overlay
+from extensibility.request import LIB_PATH, REQUIREMENTS, Request, resolve_request
+from extensibility.requirements import RequirementsSpec, parse_requirements
+from extensibility.settings import Settings
+from extensibility.store import Store
+
+
+@dataclass(frozen=True)
+class EnvironmentPlan:
+    request: Request
+    spec: RequirementsSpec | None = None
+    image: Image | None = None
+    installer: str | None = None
+    uv_binary: str | None = None
+    document: dict[str, Any] | None = None
+    key: str | None = None
+    hit: Path | None = None
+
+    @property
+    def lib_path(self) -> Path | None:
+        return self.request.path if self.request.kind == LIB_PATH else None
+
+
+def plan_environment(settings: Settings, env: Mapping[str, str], log: Log) -> EnvironmentPlan:
+    request = resolve_request(settings)
+    log.phase("inputs", request.describe())
+    for variable in request.ignored:
+        log.warning("inputs", f"{variable} is ignored: {request.variable} takes precedence")
+    if request.kind != REQUIREMENTS:
+        return EnvironmentPlan(request)
+    assert request.path is not None
+    spec = parse_requirements(request.path, env)
+    image = current_image()
+    installer, uv_binary = choose_installer(settings.installer)
+    document = key_document(spec, image, installer, env)
+    key = key_of(document)
+    hit = Store(settings.cache_dir).lookup(key)
+    log.phase("key", f"{key} ({len(spec.requirements)} requirements, "
+              f"{len(spec.constraints)} constraints, installer {installer}): "
+              f"{'hit' if hit else 'miss'}")
+    return EnvironmentPlan(request, spec, image, installer, uv_binary, document, key, hit)
+
+
+def miss_reason(settings: Settings, plan: EnvironmentPlan) -> str:
+    """Why there is no environment: compares with the last one built for the same file."""
+    assert plan.document is not None
+    previous = [e for e in Store(settings.cache_dir).entries()
+                if e.complete and e.document and e.origin
+                and e.origin.get("request_file") == str(plan.request.path)]
+    if not previous:
+        return "no environment was built for this request before"
+    latest = max(previous, key=lambda e: e.last_access or 0.0)
+    assert latest.document is not None
+    changed = differences(latest.document, plan.document)
+    return f"changed since environment {latest.key}: {'; '.join(changed)}"
+
+
+def ensure_environment(settings: Settings, plan: EnvironmentPlan, env: Mapping[str, str],
+                       log: Log) -> Path:
+    """The overlay for a requirements request: the cached one, or a new one built here."""
+    assert plan.key is not None and plan.document is not None
+    store = Store(settings.cache_dir)
+    if plan.hit is not None:
+        store.touch(plan.key)
+        return plan.hit
+    log.phase("cache", f"building {plan.key}: {miss_reason(settings, plan)}")
+    try:
+        with store.lock(plan.key, settings.lock_timeout, log):
+            done = store.lookup(plan.key)  # another start may have built it while we waited
+            if done is not None:
+                log.phase("cache", f"{plan.key} was built by another start meanwhile")
+                store.touch(plan.key)
+                return done
+            root = store.begin(plan.key)
+            try:
+                _build(settings, plan, store, root, env, log)
+            except BaseException:
+                store.discard(plan.key)  # nothing half-built stays under the key
+                raise
+    except OSError as exc:
+        raise _os_failure(exc, settings.cache_dir) from exc
+    return root
+
+
+def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
+           env: Mapping[str, str], log: Log) -> None:
+    assert plan.spec is not None and plan.image is not None and plan.installer is not None
+    assert plan.key is not None and plan.document is not None
+    started = time.monotonic()
+    python = create_overlay(root, plan.image)
+    work_dir = store.meta_dir(plan.key)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log.phase("install", f"overlay created at {root}")
+    installer = make_installer(plan.installer, plan.uv_binary)
+    job = InstallJob(python=python, image=plan.image, image_python=sys.executable,
+                     spec=plan.spec, work_dir=work_dir, env=env)
+    result = installer.install(job, log)
+    seconds = time.monotonic() - started
+    shown = ", ".join(result.installed[:10]) + (", ..." if len(result.installed) > 10 else "")
+    log.phase("install", f"{len(result.installed)} packages in {seconds:.1f} s"
+              + (f": {shown}" if shown else ""))
+    store.publish(plan.key, canonical_json(plan.document), {
+        "request_file": str(plan.request.path),
+        "variable": plan.request.variable,
+        "installer": plan.installer,
+        "image_python": sys.executable,
+        "installed": list(result.installed),
+        "build_seconds": round(seconds, 3),
+        "created": time.time(),
+    })
+    log.phase("cache", f"{plan.key} complete")
+
+
+def _os_failure(exc: OSError, cache_dir: Path) -> InstallFailed:
+    if exc.errno == errno.ENOSPC:
+        return InstallFailed(f"no space left in {cache_dir} while building the environment",
+                             fix="free space on that volume, or point EXTENSIBILITY_CACHE_DIR "
+                             "at a larger one")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return InstallFailed(f"cannot write the environment: {exc}",
+                             fix="make EXTENSIBILITY_CACHE_DIR writable by this user, or point "
+                             "it at a writable folder")
+    return InstallFailed(f"building the environment failed: {exc}")

@@ -1,0 +1,73 @@
+"""One exception hierarchy; each failure kind carries its process exit code.
+
+Codes 95-99 are the prebuilt images' contract (DESIGN.md); codes below 95 are ours.
+"""
+
+from __future__ import annotations
+
+
+class ExtensibilityError(Exception):
+    """Root of every failure the entrypoint reports as a message, not a traceback."""
+
+    exit_code = 1
+    title = "error"
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        if self.fix:
+            return f"{self.message}\n  fix: {self.fix}"
+        return self.message
+
+
+class RequirementsNotFound(ExtensibilityError):
+    exit_code = 99
+    title = "requirements file not found"
+
+
+class CondaFileNotFound(ExtensibilityError):
+    exit_code = 98
+    title = "conda file not found"
+
+
+class LibPathNotFound(ExtensibilityError):
+    exit_code = 97
+    title = "extra python lib path not found"
+
+
+class ServerNotFound(ExtensibilityError):
+    exit_code = 96
+    title = "scoring server not installed"
+
+
+class InstallFailed(ExtensibilityError):
+    exit_code = 95
+    title = "installation failed"
+
+
+class RequestInvalid(InstallFailed):
+    """The request cannot be read (malformed line, bad include); still exit 95 as before."""
+
+    title = "invalid request"
+
+
+class RequestNotSupported(InstallFailed):
+    title = "request not supported"
+
+
+class LockTimeout(ExtensibilityError):
+    exit_code = 94
+    title = "timed out waiting for another start"
+
+
+class SettingsError(ExtensibilityError):
+    exit_code = 93
+    title = "invalid setting"
+
+
+class UsageError(ExtensibilityError):
+    exit_code = 2
+    title = "usage"

@@ -1,0 +1,47 @@
+"""pip, run by the overlay's interpreter.
+
+The image's pip is importable there (through the overlay's .pth), and pip sees the image's
+packages as installed: what the image provides in a satisfying version is left alone, an
+upgrade goes into the overlay ("not uninstalling ... outside environment").
+"""
+
+from __future__ import annotations
+
+import re
+
+from extensibility.errors import InstallFailed
+from extensibility.installers import InstallJob, InstallResult, write_request_files
+from extensibility.installers._subprocess import run_streaming
+from extensibility.installers.options import pip_flags
+from extensibility.log import Log
+
+_INSTALLED_RE = re.compile(r"^Successfully installed (?P<list>.+)$", re.MULTILINE)
+
+
+class PipInstaller:
+    name = "pip"
+
+    def install(self, job: InstallJob, log: Log) -> InstallResult:
+        requirements, constraints = write_request_files(job)
+        command = [str(job.python), "-m", "pip", "install", "--no-input", "--progress-bar",
+                   "off", "--disable-pip-version-check", "--no-warn-script-location",
+                   "-r", str(requirements)]
+        if constraints:
+            command += ["-c", str(constraints)]
+        command += pip_flags(job.spec.options)
+        completed = run_streaming(command, job.env, log, "pip", job.work_dir / "build.log")
+        if completed.returncode != 0:
+            raise InstallFailed(
+                f"pip failed (exit {completed.returncode}) installing {job.spec.files[0]}:\n"
+                f"{completed.tail}",
+                fix="read pip's message above; fix the requirement it names, or make the "
+                "package available from the index",
+            )
+        match = _INSTALLED_RE.search(completed.output)
+        installed = tuple(_pin(item) for item in match.group("list").split()) if match else ()
+        return InstallResult(installed)
+
+
+def _pin(item: str) -> str:
+    name, _, version = item.rpartition("-")
+    return f"{name}=={version}" if name else item

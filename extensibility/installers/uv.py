@@ -1,0 +1,95 @@
+"""uv: resolve against the image, then install only the difference into the overlay.
+
+uv does not look past an environment's own site-packages (astral-sh/uv#4466), so installing
+straight into the overlay would re-install everything the image already has. Instead:
+1. `uv pip install --dry-run --python IMAGE`: uv resolves with the image's packages as the
+   installed set (keeping what satisfies) and lists what it would add or replace;
+2. `uv pip install --no-deps --python OVERLAY` of exactly those pins.
+The image itself is never written to.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from extensibility.errors import InstallFailed
+from extensibility.installers import InstallJob, InstallResult, write_request_files
+from extensibility.installers._subprocess import run_streaming
+from extensibility.installers.options import uv_flags
+from extensibility.log import Log
+from extensibility.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+_ADDED_RE = re.compile(r"^ \+ (?P<name>[A-Za-z0-9._-]+)(?:==(?P<version>\S+)| @ (?P<url>\S+))")
+_WOULD_INSTALL_RE = re.compile(r"^Would install (?P<count>\d+) package", re.MULTILINE)
+
+
+class UvInstaller:
+    name = "uv"
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+
+    def install(self, job: InstallJob, log: Log) -> InstallResult:
+        requirements, constraints = write_request_files(job)
+        request = ["-r", str(requirements)] + (["-c", str(constraints)] if constraints else [])
+        flags = uv_flags(job.spec.options)
+        plan = self._run(job, log, ["pip", "install", "--dry-run", "--python", job.image_python,
+                                    *request, *flags], "uv resolve")
+        added = _parse_added(plan, job)
+        if not added:
+            log.phase("install", "the image already satisfies every requirement")
+            return InstallResult(())
+        delta = job.work_dir / "install.txt"
+        delta.write_text("".join(line + "\n" for line in added), encoding="utf-8")
+        self._run(job, log, ["pip", "install", "--no-deps", "--compile-bytecode", "--python",
+                             str(job.python), "-r", str(delta), *flags], "uv install")
+        return InstallResult(tuple(_summary(line) for line in added))
+
+    def _run(self, job: InstallJob, log: Log, arguments: list[str], label: str) -> str:
+        command = [self.binary, *arguments, "--no-progress"]
+        completed = run_streaming(command, job.env, log, label, job.work_dir / "build.log")
+        if completed.returncode != 0:
+            raise InstallFailed(
+                f"{label} failed (exit {completed.returncode}) for {job.spec.files[0]}:\n"
+                f"{completed.tail}",
+                fix="read uv's message above; fix the requirement it names, or make the "
+                "package available from the index (EXTENSIBILITY_INSTALLER=pip to compare)",
+            )
+        return completed.output
+
+
+def _parse_added(output: str, job: InstallJob) -> list[str]:
+    """Requirement lines for what the dry run would add, hashes and editability kept."""
+    by_name: dict[str, Requirement] = {r.name: r for r in job.spec.requirements if r.name}
+    editable_paths = {str(Path(r.install_text)): r for r in job.spec.requirements if r.editable}
+    lines: list[str] = []
+    for raw in output.splitlines():
+        match = _ADDED_RE.match(raw)
+        if not match:
+            continue
+        name = match.group("name")
+        original = by_name.get(canonicalize_name(name))
+        hashes = "".join(f" --hash={h}" for h in original.hashes) if original else ""
+        if match.group("version"):
+            lines.append(f"{name}=={match.group('version')}{hashes}")
+            continue
+        url = match.group("url")
+        local = url[len("file://"):] if url.startswith("file://") else None
+        if local is not None and local in editable_paths:
+            lines.append(f"-e {local}")
+        else:
+            lines.append(f"{name} @ {url}{hashes}")
+    expected = _WOULD_INSTALL_RE.search(output)
+    if expected and int(expected.group("count")) != len(lines):
+        raise InstallFailed(
+            f"could not read uv's plan: it would install {expected.group('count')} packages "
+            f"but {len(lines)} were recognised",
+            fix="set EXTENSIBILITY_INSTALLER=pip and report this uv version",
+        )
+    return lines
+
+
+def _summary(line: str) -> str:
+    return line.split(" --hash=")[0]

@@ -1,0 +1,58 @@
+"""Start log on stderr: one line per phase with the elapsed time, as text or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from extensibility.errors import ExtensibilityError
+from extensibility.redact import redact_text
+
+
+class Log:
+    def __init__(self, fmt: str = "text", stream: TextIO | None = None,
+                 started: float | None = None) -> None:
+        self.fmt = fmt
+        self.stream = stream if stream is not None else sys.stderr
+        self.started = time.monotonic() if started is None else started
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def phase(self, phase: str, message: str, **fields: Any) -> None:
+        """A step of the start: inputs, key, cache, install, exec."""
+        self._emit("info", phase, message, fields)
+
+    def progress(self, source: str, line: str) -> None:
+        """One line of installer output, passed through as it arrives."""
+        self._emit("progress", source, line, {})
+
+    def warning(self, phase: str, message: str, **fields: Any) -> None:
+        self._emit("warning", phase, message, fields)
+
+    def failure(self, error: ExtensibilityError) -> None:
+        fields: dict[str, Any] = {"exit_code": error.exit_code}
+        if error.fix:
+            fields["fix"] = error.fix
+        self._emit("error", error.title, error.message, fields)
+
+    def _emit(self, level: str, phase: str, message: str, fields: dict[str, Any]) -> None:
+        message = redact_text(message)
+        elapsed = self.elapsed()
+        if self.fmt == "json":
+            record = {"ts": round(time.time(), 3), "elapsed": round(elapsed, 3), "level": level,
+                      "phase": phase, "message": message, **fields}
+            line = json.dumps(record, default=str, sort_keys=False)
+        elif level == "progress":
+            line = f"extensibility {elapsed:7.3f}s   | {message}"
+        else:
+            marker = {"info": "", "warning": "WARNING ", "error": "ERROR "}[level]
+            line = f"extensibility {elapsed:7.3f}s {marker}{phase}: {message}"
+            if level == "error":
+                line += f" (exit {fields['exit_code']})"
+                if "fix" in fields:
+                    line += f"\nextensibility {elapsed:7.3f}s   fix: {redact_text(fields['fix'])}"
+        self.stream.write(line + "\n")
+        self.stream.flush()

@@ -1,0 +1,82 @@
+"""Which of the contract's inputs a start uses: first set wins (lib path, conda, requirements)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from extensibility.errors import (
+    CondaFileNotFound,
+    LibPathNotFound,
+    RequestNotSupported,
+    RequirementsNotFound,
+)
+from extensibility.settings import Settings
+
+NONE = "none"
+LIB_PATH = "lib_path"
+CONDA = "conda"
+REQUIREMENTS = "requirements"
+
+
+@dataclass(frozen=True)
+class Request:
+    kind: str
+    path: Path | None = None
+    variable: str | None = None
+    # variables that were set but lost to an earlier one in the precedence order
+    ignored: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.kind == NONE:
+            return "no extra packages requested"
+        return f"{self.kind.replace('_', ' ')} {self.path} (from {self.variable})"
+
+
+def resolve_request(settings: Settings) -> Request:
+    candidates: list[tuple[str, str, str]] = []  # (kind, variable, value), in precedence order
+    if settings.extra_python_lib_path:
+        candidates.append((LIB_PATH, "AZUREML_EXTRA_PYTHON_LIB_PATH",
+                           settings.extra_python_lib_path))
+    if settings.conda_yaml_abs_path:
+        candidates.append((CONDA, "AZUREML_EXTRA_CONDA_YAML_ABS_PATH",
+                           settings.conda_yaml_abs_path))
+    if settings.conda_yaml:
+        candidates.append((CONDA, "AZUREML_EXTRA_CONDA_YAML", settings.conda_yaml))
+    if settings.requirements_txt:
+        candidates.append((REQUIREMENTS, "AZUREML_EXTRA_REQUIREMENTS_TXT",
+                           settings.requirements_txt))
+    if not candidates:
+        return Request(NONE)
+    kind, variable, value = candidates[0]
+    ignored = tuple(var for _, var, _ in candidates[1:])
+    if variable == "AZUREML_EXTRA_CONDA_YAML_ABS_PATH":
+        path = Path(value)
+    else:
+        path = settings.entry_script_dir / value  # an absolute value stays absolute
+    if kind == LIB_PATH:
+        if not path.is_dir():
+            raise LibPathNotFound(
+                f"{variable}={value!r}: folder {path} does not exist",
+                fix=f"mount the pre-installed packages at {path}, or set {variable} "
+                f"relative to the entry-script folder {settings.entry_script_dir}",
+            )
+    elif kind == CONDA:
+        if not path.is_file():
+            raise CondaFileNotFound(
+                f"{variable}={value!r}: file {path} does not exist",
+                fix=f"put the conda file at {path}",
+            )
+        raise RequestNotSupported(
+            f"{variable}={value!r}: conda environment files are not supported yet "
+            "by this entrypoint",
+            fix="list the packages in a pip requirements file and set "
+            "AZUREML_EXTRA_REQUIREMENTS_TXT instead",
+        )
+    elif not path.is_file():
+        raise RequirementsNotFound(
+            f"{variable}={value!r}: file {path} does not exist",
+            fix=f"put the requirements file at {path} (paths are relative to the "
+            f"entry-script folder {settings.entry_script_dir}) or give an absolute path",
+        )
+    return Request(kind, path.absolute(), variable, ignored)

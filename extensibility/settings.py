@@ -1,0 +1,156 @@
+"""Every setting in one place: its variable, default, meaning, and where its value came from.
+
+The environment is read once, into a frozen `Settings`; nothing else reads `os.environ`
+for configuration (the handoff copies the environment, it does not interpret it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from extensibility.errors import SettingsError
+
+INSTALLER_CHOICES = ("auto", "uv", "pip")
+LOG_FORMATS = ("text", "json")
+
+
+def _default_cache_dir(env: Mapping[str, str]) -> str:
+    # A non-root user must be able to write here without any setup: prefer the XDG cache
+    # folder of the user, fall back to a per-user folder in /tmp when HOME is unusable.
+    base = env.get("XDG_CACHE_HOME") or (
+        os.path.join(env["HOME"], ".cache") if env.get("HOME") else ""
+    )
+    if base and _creatable(Path(base)):
+        return os.path.join(base, "azureml-extensibility")
+    return os.path.join("/tmp", f"azureml-extensibility-{os.getuid()}")
+
+
+def _creatable(path: Path) -> bool:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK)
+    return False
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One documented variable: docs/variables.md is checked against this table."""
+
+    name: str
+    variable: str
+    default: str | None
+    help: str
+    contract: bool = False
+    dynamic_default: Callable[[Mapping[str, str]], str] | None = None
+    choices: tuple[str, ...] = ()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("app_root", "AML_APP_ROOT", "/var/azureml-app",
+            "App folder; the server runs from here.", contract=True),
+    Setting("entry_script", "AZUREML_ENTRY_SCRIPT", "main.py",
+            "Scoring script, relative to the app root.", contract=True),
+    Setting("extra_python_lib_path", "AZUREML_EXTRA_PYTHON_LIB_PATH", None,
+            "Folder of pre-installed packages, relative to the entry-script folder; "
+            "prepended to PYTHONPATH.", contract=True),
+    Setting("conda_yaml_abs_path", "AZUREML_EXTRA_CONDA_YAML_ABS_PATH", None,
+            "Conda environment file, absolute path.", contract=True),
+    Setting("conda_yaml", "AZUREML_EXTRA_CONDA_YAML", None,
+            "Conda environment file, relative to the entry-script folder.", contract=True),
+    Setting("requirements_txt", "AZUREML_EXTRA_REQUIREMENTS_TXT", None,
+            "pip requirements file, relative to the entry-script folder or absolute.",
+            contract=True),
+    Setting("model_dir", "AZUREML_MODEL_DIR", None,
+            "Model folder, passed on to the server as --model_dir.", contract=True),
+    Setting("cache_dir", "EXTENSIBILITY_CACHE_DIR", None,
+            "Cache folder for environments. Default: $XDG_CACHE_HOME/azureml-extensibility, "
+            "else ~/.cache/azureml-extensibility, else /tmp/azureml-extensibility-<uid>.",
+            dynamic_default=_default_cache_dir),
+    Setting("installer", "EXTENSIBILITY_INSTALLER", "auto",
+            "Installer backend: auto (uv when installed, else pip), uv, or pip.",
+            choices=INSTALLER_CHOICES),
+    Setting("lock_timeout", "EXTENSIBILITY_LOCK_TIMEOUT", "1800",
+            "Seconds to wait for another start that is building the same environment."),
+    Setting("log_format", "EXTENSIBILITY_LOG_FORMAT", "text",
+            "Log format on stderr: text (one line per phase) or json (JSON lines).",
+            choices=LOG_FORMATS),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_root: Path
+    entry_script: str
+    extra_python_lib_path: str | None
+    conda_yaml_abs_path: str | None
+    conda_yaml: str | None
+    requirements_txt: str | None
+    model_dir: str | None
+    cache_dir: Path
+    installer: str
+    lock_timeout: float
+    log_format: str
+    # setting name -> "VARIABLE" when set by the environment, "default" otherwise
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def entry_script_dir(self) -> Path:
+        """The folder relative paths of the contract are resolved against."""
+        return (self.app_root / self.entry_script).parent
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str]) -> Settings:
+        raw: dict[str, str | None] = {}
+        sources: dict[str, str] = {}
+        for setting in SETTINGS:
+            value = env.get(setting.variable)
+            if value is not None and value.strip() != "":
+                raw[setting.name] = value.strip()
+                sources[setting.name] = setting.variable
+            else:
+                default = setting.dynamic_default(env) if setting.dynamic_default else setting.default
+                raw[setting.name] = default
+                sources[setting.name] = "default"
+            if setting.choices and raw[setting.name] not in setting.choices:
+                raise SettingsError(
+                    f"{setting.variable}={raw[setting.name]!r} is not one of "
+                    f"{', '.join(setting.choices)}",
+                    fix=f"set {setting.variable} to one of {', '.join(setting.choices)} or unset it",
+                )
+        return cls(
+            app_root=Path(_required(raw, "app_root")),
+            entry_script=_required(raw, "entry_script"),
+            extra_python_lib_path=raw["extra_python_lib_path"],
+            conda_yaml_abs_path=raw["conda_yaml_abs_path"],
+            conda_yaml=raw["conda_yaml"],
+            requirements_txt=raw["requirements_txt"],
+            model_dir=raw["model_dir"],
+            cache_dir=Path(_required(raw, "cache_dir")).absolute(),
+            installer=_required(raw, "installer"),
+            lock_timeout=_seconds(raw, "lock_timeout", "EXTENSIBILITY_LOCK_TIMEOUT"),
+            log_format=_required(raw, "log_format"),
+            sources=sources,
+        )
+
+
+def _required(raw: Mapping[str, str | None], name: str) -> str:
+    value = raw[name]
+    assert value is not None, f"setting {name} has no default"
+    return value
+
+
+def _seconds(raw: Mapping[str, str | None], name: str, variable: str) -> float:
+    text = _required(raw, name)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise SettingsError(
+            f"{variable}={text!r} is not a number of seconds",
+            fix=f"set {variable} to a non-negative number, e.g. {variable}=600",
+        )
+    return value

@@ -1,0 +1,174 @@
+"""The cache of environments: folders, per-key locks, completion markers, last access.
+
+Layout (docs/cache.md):
+
+    CACHE/envs/KEY/                  the overlay venv
+    CACHE/envs/KEY/.extensibility/   key.json, origin.json, build.log, last-access, complete
+    CACHE/locks/KEY.lock             per-key build lock (outside the env, survives its removal)
+    CACHE/locks/KEY.owner            who holds the lock, for the messages of those who wait
+
+An environment is valid only when `complete` exists; it is written last, atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from extensibility.errors import LockTimeout
+from extensibility.log import Log
+
+META = ".extensibility"
+MARKER = "complete"
+LOCK_POLL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    path: Path
+    complete: bool
+    last_access: float | None
+    document: dict[str, Any] | None
+    origin: dict[str, Any] | None
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.envs = root / "envs"
+        self.locks = root / "locks"
+
+    def env_dir(self, key: str) -> Path:
+        return self.envs / key
+
+    def meta_dir(self, key: str) -> Path:
+        return self.env_dir(key) / META
+
+    def lookup(self, key: str) -> Path | None:
+        """The environment for `key` if it is complete and its interpreter is there.
+
+        The warm path: two stat calls, no lock (a complete environment is never changed)."""
+        root = self.env_dir(key)
+        if (root / META / MARKER).is_file() and (root / "bin" / "python").exists():
+            return root
+        return None
+
+    def touch(self, key: str) -> None:
+        """Record a use, for least-recently-used clean-up."""
+        stamp = self.meta_dir(key) / "last-access"
+        try:
+            stamp.touch()
+        except OSError:
+            pass  # a read-only cache still serves; only the clean-up order suffers
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float, log: Log) -> Iterator[None]:
+        self._ensure_root()
+        lock = FileLock(str(self.locks / f"{key}.lock"))
+        owner_file = self.locks / f"{key}.owner"
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                lock.acquire(timeout=max(0.0, min(LOCK_POLL_SECONDS, remaining)))
+                break
+            except Timeout:
+                holder = _read_owner(owner_file)
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(
+                        f"another start ({holder}) has been building environment {key} for "
+                        f"longer than {timeout:.0f} s",
+                        fix="wait for it to finish, or raise EXTENSIBILITY_LOCK_TIMEOUT",
+                    ) from None
+                log.phase("lock", f"waiting for {holder} to finish building {key}")
+        try:
+            _write_atomic(owner_file, json.dumps(
+                {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                owner_file.unlink()
+            lock.release()
+
+    def begin(self, key: str) -> Path:
+        """Start a build (under the lock): anything left at the key's folder is garbage."""
+        root = self.env_dir(key)
+        self.discard(key)
+        self.envs.mkdir(parents=True, exist_ok=True)
+        return root
+
+    def publish(self, key: str, document: str, origin: dict[str, Any]) -> None:
+        meta = self.meta_dir(key)
+        meta.mkdir(parents=True, exist_ok=True)
+        _write_atomic(meta / "key.json", document)
+        _write_atomic(meta / "origin.json", json.dumps(origin, indent=1, sort_keys=True))
+        (meta / "last-access").touch()
+        _write_atomic(meta / MARKER, json.dumps({"key": key, "completed": time.time()}))
+
+    def discard(self, key: str) -> None:
+        root = self.env_dir(key)
+        if root.exists() or root.is_symlink():
+            # Move aside first so a crash half-way through removal leaves no folder that
+            # looks like an environment under the key.
+            doomed = self.envs / f".trash-{key}-{os.getpid()}-{time.monotonic_ns()}"
+            os.rename(root, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+
+    def entries(self) -> list[Entry]:
+        found: list[Entry] = []
+        if not self.envs.is_dir():
+            return found
+        for child in sorted(self.envs.iterdir()):
+            if child.name.startswith("."):
+                continue
+            meta = child / META
+            stamp = meta / "last-access"
+            found.append(Entry(
+                key=child.name,
+                path=child,
+                complete=(meta / MARKER).is_file(),
+                last_access=stamp.stat().st_mtime if stamp.exists() else None,
+                document=_read_json(meta / "key.json"),
+                origin=_read_json(meta / "origin.json"),
+            ))
+        return found
+
+    def _ensure_root(self) -> None:
+        for folder in (self.root, self.envs, self.locks):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _read_owner(path: Path) -> str:
+    owner = _read_json(path)
+    if not owner:
+        return "another process"
+    held = time.time() - float(owner.get("since", time.time()))
+    return f"pid {owner.get('pid')} on {owner.get('host')}, for {held:.0f} s"
