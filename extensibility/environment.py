@@ -16,10 +16,9 @@ from typing import Any
 
 from extensibility.errors import InstallFailed
 from extensibility.image import Image, current_image
-from extensibility.installers import InstallJob, choose_installer, make_installer
+from extensibility.installers.choice import choose_installer
 from extensibility.key import canonical_json, differences, key_document, key_of
 from extensibility.log import Log
-from extensibility.overlay import create_overlay
 from extensibility.request import LIB_PATH, REQUIREMENTS, Request, resolve_request
 from extensibility.requirements import RequirementsSpec, parse_requirements
 from extensibility.settings import Settings
@@ -107,6 +106,10 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
            env: Mapping[str, str], log: Log) -> None:
     assert plan.spec is not None and plan.image is not None and plan.installer is not None
     assert plan.key is not None and plan.document is not None
+    # imported here: the warm path never builds, so it never pays for these
+    from extensibility.installers.base import InstallJob, make_installer
+    from extensibility.overlay import create_overlay
+
     started = time.monotonic()
     python = create_overlay(root, plan.image)
     work_dir = store.meta_dir(plan.key)

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-from packaging.utils import canonicalize_name
-
+_SEPARATORS_RE = re.compile(r"[-_.]+")
 # `name-version.dist-info`; names in these folders never contain "-" (PEP 427 escaping)
 _DIST_INFO_RE = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)\.dist-info$")
 _EGG_INFO_RE = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-py\d[^-]*)?\.egg-info$")
@@ -56,6 +55,11 @@ class Image:
         return [entry for directory in self.site_dirs for entry in _scan(directory)]
 
 
+def canonical_name(name: str) -> str:
+    """PEP 503 normalisation (as packaging.utils.canonicalize_name, without its imports)."""
+    return _SEPARATORS_RE.sub("-", name).lower()
+
+
 def current_image() -> Image:
     return Image(
         executable=os.path.realpath(sys.executable),
@@ -77,5 +81,5 @@ def _scan(directory: str) -> list[tuple[str, str]]:
     for name in names:
         match = _DIST_INFO_RE.match(name) or _EGG_INFO_RE.match(name)
         if match:
-            entries.append((canonicalize_name(match.group("name")), match.group("version")))
+            entries.append((canonical_name(match.group("name")), match.group("version")))
     return entries

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as Pep508Requirement
-from packaging.utils import canonicalize_name
 
 from extensibility.errors import RequestInvalid
 from extensibility.fingerprint import fingerprint_path, fingerprint_wheelhouse
+from extensibility.image import canonical_name
 from extensibility.redact import redact_url
 
 _COMMENT_RE = re.compile(r"(^|\s+)#.*$")
@@ -49,7 +49,9 @@ _FILE_OPTIONS: dict[str, tuple[str, bool]] = {
     "--require-hashes": ("require_hashes", False),
     "--prefer-binary": ("prefer_binary", False),
 }
-_REQUIREMENT_OPTIONS = {"--hash": "hash", "--config-settings": "config", "--global-option": "config"}
+_REQUIREMENT_OPTIONS = {
+    "--hash": "hash", "--config-settings": "config", "--global-option": "config",
+}
 
 
 @dataclass(frozen=True)
@@ -167,13 +169,13 @@ class _Parser:
                 self.local_inputs[str(local.absolute())] = fingerprint_wheelhouse(local)
                 value = str(local.absolute())
             self.options = replace(self.options, find_links=(*self.options.find_links, value))
-        elif value is None:
-            self.options = replace(self.options, **{attribute: True})
         elif attribute == "index_url":
             self.options = replace(self.options, index_url=value)
         else:
-            current: tuple[str, ...] = getattr(self.options, attribute)
-            self.options = replace(self.options, **{attribute: (*current, value)})
+            # a flag becomes True, a repeatable option gains a value
+            current = getattr(self.options, attribute)
+            changes: dict[str, object] = {attribute: True if value is None else (*current, value)}
+            self.options = replace(self.options, **changes)  # type: ignore[arg-type]
 
     def _add_requirement(self, origin: Origin, text: str, tokens: list[str],
                          constraint: bool, *, editable: bool) -> None:
@@ -301,17 +303,17 @@ def _classify(origin: Origin, text: str, editable: bool) -> Requirement:
     )
     if is_url and not _is_pep508_url(text):
         return _url_requirement(origin, text, editable)
-    if looks_like_path and not is_url or editable and not is_url:
+    if not is_url and (looks_like_path or editable):
         return _path_requirement(origin, text, editable)
     try:
         parsed = Pep508Requirement(text)
     except InvalidRequirement as exc:
         raise _invalid(origin, f"not a valid requirement ({_first_line(str(exc))})",
                        fix="write NAME, NAME==VERSION, NAME>=X,<Y, a URL or a local path") from None
-    name = canonicalize_name(parsed.name)
+    name = canonical_name(parsed.name)
     key = name
     if parsed.extras:
-        key += "[" + ",".join(sorted(canonicalize_name(e) for e in parsed.extras)) + "]"
+        key += "[" + ",".join(sorted(canonical_name(e) for e in parsed.extras)) + "]"
     if parsed.url:
         key += f" @ {_url_key(parsed.url)}"
     else:
@@ -372,7 +374,7 @@ def _url_key(url: str) -> str:
 
 def _egg_name(url: str) -> str | None:
     match = re.search(r"[#&]egg=([A-Za-z0-9._-]+)", url)
-    return canonicalize_name(match.group(1)) if match else None
+    return canonical_name(match.group(1)) if match else None
 
 
 def _first_line(text: str) -> str:

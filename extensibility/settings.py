@@ -111,14 +111,14 @@ class Settings:
                 raw[setting.name] = value.strip()
                 sources[setting.name] = setting.variable
             else:
-                default = setting.dynamic_default(env) if setting.dynamic_default else setting.default
-                raw[setting.name] = default
+                dynamic = setting.dynamic_default
+                raw[setting.name] = dynamic(env) if dynamic else setting.default
                 sources[setting.name] = "default"
             if setting.choices and raw[setting.name] not in setting.choices:
+                allowed = ", ".join(setting.choices)
                 raise SettingsError(
-                    f"{setting.variable}={raw[setting.name]!r} is not one of "
-                    f"{', '.join(setting.choices)}",
-                    fix=f"set {setting.variable} to one of {', '.join(setting.choices)} or unset it",
+                    f"{setting.variable}={raw[setting.name]!r} is not one of {allowed}",
+                    fix=f"set {setting.variable} to one of {allowed} or unset it",
                 )
         return cls(
             app_root=Path(_required(raw, "app_root")),

@@ -16,14 +16,11 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from filelock import FileLock, Timeout
 
 from extensibility.errors import LockTimeout
 from extensibility.log import Log
@@ -67,13 +64,13 @@ class Store:
     def touch(self, key: str) -> None:
         """Record a use, for least-recently-used clean-up."""
         stamp = self.meta_dir(key) / "last-access"
-        try:
-            stamp.touch()
-        except OSError:
-            pass  # a read-only cache still serves; only the clean-up order suffers
+        with contextlib.suppress(OSError):  # a read-only cache still serves; only the
+            stamp.touch()  # clean-up order suffers
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float, log: Log) -> Iterator[None]:
+        from filelock import FileLock, Timeout  # only a build needs it, never the warm path
+
         self._ensure_root()
         lock = FileLock(str(self.locks / f"{key}.lock"))
         owner_file = self.locks / f"{key}.owner"
@@ -93,6 +90,8 @@ class Store:
                     ) from None
                 log.phase("lock", f"waiting for {holder} to finish building {key}")
         try:
+            import socket
+
             _write_atomic(owner_file, json.dumps(
                 {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
             yield

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 from extensibility.errors import InstallFailed
-from extensibility.installers import InstallJob, InstallResult, write_request_files
 from extensibility.installers._subprocess import run_streaming
+from extensibility.installers.base import InstallJob, InstallResult, write_request_files
 from extensibility.installers.options import pip_flags
 from extensibility.log import Log
 

@@ -14,12 +14,12 @@ import re
 from pathlib import Path
 
 from extensibility.errors import InstallFailed
-from extensibility.installers import InstallJob, InstallResult, write_request_files
+from extensibility.image import canonical_name
 from extensibility.installers._subprocess import run_streaming
+from extensibility.installers.base import InstallJob, InstallResult, write_request_files
 from extensibility.installers.options import uv_flags
 from extensibility.log import Log
 from extensibility.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 _ADDED_RE = re.compile(r"^ \+ (?P<name>[A-Za-z0-9._-]+)(?:==(?P<version>\S+)| @ (?P<url>\S+))")
 _WOULD_INSTALL_RE = re.compile(r"^Would install (?P<count>\d+) package", re.MULTILINE)
@@ -70,7 +70,7 @@ def _parse_added(output: str, job: InstallJob) -> list[str]:
         if not match:
             continue
         name = match.group("name")
-        original = by_name.get(canonicalize_name(name))
+        original = by_name.get(canonical_name(name))
         hashes = "".join(f" --hash={h}" for h in original.hashes) if original else ""
         if match.group("version"):
             lines.append(f"{name}=={match.group('version')}{hashes}")

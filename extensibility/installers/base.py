@@ -1,0 +1,57 @@
+"""The interface every installer backend implements, and what they share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from extensibility.image import Image
+from extensibility.log import Log
+from extensibility.requirements import RequirementsSpec
+
+
+@dataclass(frozen=True)
+class InstallJob:
+    python: Path  # the overlay's interpreter: installs go into its site-packages
+    image: Image
+    image_python: str  # the interpreter running the entrypoint, whose packages are the image's
+    spec: RequirementsSpec
+    work_dir: Path  # where request files and the build log are written
+    env: Mapping[str, str]  # the installer's environment (the user's PIP_*/UV_* included)
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    installed: tuple[str, ...]  # "name==version" (or a URL) of what went into the overlay
+
+
+class Installer(Protocol):
+    name: str
+
+    def install(self, job: InstallJob, log: Log) -> InstallResult: ...
+
+
+def make_installer(name: str, uv: str | None) -> Installer:
+    if name == "uv":
+        from extensibility.installers.uv import UvInstaller
+
+        assert uv is not None
+        return UvInstaller(uv)
+    from extensibility.installers.pip import PipInstaller
+
+    return PipInstaller()
+
+
+def write_request_files(job: InstallJob) -> tuple[Path, Path | None]:
+    """The normalised request as files both installers read (absolute paths, hashes)."""
+    requirements = job.work_dir / "requirements.txt"
+    requirements.write_text("".join(r.installer_line() + "\n" for r in job.spec.requirements),
+                            encoding="utf-8")
+    if not job.spec.constraints:
+        return requirements, None
+    constraints = job.work_dir / "constraints.txt"
+    constraints.write_text("".join(r.installer_line() + "\n" for r in job.spec.constraints),
+                           encoding="utf-8")
+    return requirements, constraints
