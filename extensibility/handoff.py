@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,9 @@ def _resolve(name: str, path: str, cwd: Path) -> str | None:
     if os.sep in name:
         candidate = name if os.path.isabs(name) else str(cwd / name)
         return candidate if os.path.isfile(candidate) and os.access(candidate, os.X_OK) else None
-    return shutil.which(name, path=path)
+    # then the image's own scripts folder: an image venv need not be on PATH
+    return shutil.which(name, path=path) or shutil.which(
+        name, path=os.path.dirname(sys.executable))
 
 
 def _is_foreign_python_script(program: str, overlay: Path) -> bool:

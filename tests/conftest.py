@@ -1,0 +1,273 @@
+"""Hermetic fixtures: tiny wheels, a real local index on 127.0.0.1, a simulated image venv.
+
+Nothing here reaches the internet. The simulated image is built offline from
+`.cache/image-wheels` (filled by `./dev test`, the only step that talks to PyPI).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+import requests
+
+from tests.wheels import build_wheel
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE_WHEELHOUSE = Path(os.environ.get("EXTENSIBILITY_TEST_WHEELHOUSE",
+                                       REPO / ".cache" / "image-wheels"))
+# Inherited variables that would make installs depend on this machine, not the test.
+_LEAKY_PREFIXES = ("PIP_", "UV_", "EXTENSIBILITY_", "AZUREML_", "AML_", "PYTHON", "CONDA_")
+
+
+def hermetic_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """This machine's environment without its pip/uv configuration (DESIGN.md hazards)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(_LEAKY_PREFIXES) and k not in ("VIRTUAL_ENV", "SERVER_PORT")}
+    env.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
+               PIP_NO_INPUT="1", PIP_CACHE_DIR=str(tmp / "pip-cache"),
+               UV_CACHE_DIR=str(tmp / "uv-cache"), UV_PYTHON_DOWNLOADS="never")
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# --- packages -------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test packages, as real wheels in one folder (served by `index`, or as find-links)."""
+    folder = tmp_path_factory.mktemp("packages")
+    build_wheel(folder, "tinydep", "1.0",
+                modules={"tinydep/__init__.py": "def shout(text):\n    return text.upper()\n"})
+    build_wheel(folder, "greeting", "1.0", requires=["tinydep>=1"], modules={
+        "greeting/__init__.py":
+            "import tinydep\n\ndef greet(name):\n    return tinydep.shout(f'hello {name}')\n"})
+    build_wheel(folder, "hello-cli", "1.0", console_scripts={"hello-cli": "hello_cli:main"},
+                modules={"hello_cli/__init__.py":
+                         "import sys\n\ndef main():\n    print('hello from', sys.prefix)\n"})
+    # the image has framework 1.0; the index also offers 2.0, which must not be installed
+    # when a request only needs framework>=1
+    build_wheel(folder, "framework", "1.0")
+    build_wheel(folder, "framework", "2.0")
+    build_wheel(folder, "needs-framework", "1.0", requires=["framework>=1.0"])
+    return folder
+
+
+@dataclass
+class Index:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def start_index(folder: Path, log: Path) -> Index:
+    """A real package index (pypiserver) on 127.0.0.1 serving only `folder`."""
+    port = free_port()
+    server = shutil.which("pypi-server", path=os.path.dirname(sys.executable)) or "pypi-server"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [server, "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", ".",
+             "--disable-fallback", "--backend", "simple-dir", str(folder)],
+            stdout=out, stderr=subprocess.STDOUT)
+    index = Index(f"http://127.0.0.1:{port}/simple/", process, log)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"pypiserver exited: {log.read_text()}")
+        try:
+            return requests.get(index.url, timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(ready, 30, f"pypiserver at {index.url} (log: {log})")
+    except BaseException:
+        index.stop()
+        raise
+    return index
+
+
+@pytest.fixture(scope="session")
+def index(packages: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
+    served = start_index(packages, tmp_path_factory.mktemp("index") / "pypiserver.log")
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def own_index(packages: Path, tmp_path: Path) -> Iterator[Index]:
+    """An index of this test's own, which the test may stop."""
+    served = start_index(packages, tmp_path / "pypiserver.log")
+    yield served
+    served.stop()
+
+
+# --- the simulated image --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Image:
+    root: Path
+
+    @property
+    def python(self) -> Path:
+        return self.root / "bin" / "python"
+
+    @property
+    def bin(self) -> Path:
+        return self.root / "bin"
+
+    @property
+    def site_packages(self) -> Path:
+        return next((self.root / "lib").glob("python3*/site-packages"))
+
+
+@pytest.fixture(scope="session")
+def image(packages: Path, tmp_path_factory: pytest.TempPathFactory) -> Image:
+    """A venv standing in for the prebuilt image: this project (with uv), the real scoring
+    server and a `framework` package, installed offline."""
+    if not any(IMAGE_WHEELHOUSE.glob("azureml_inference_server_http-*.whl")):
+        pytest.fail(f"no image wheelhouse at {IMAGE_WHEELHOUSE}: run `./dev test`, which "
+                    "downloads it once (tests themselves never reach the network)")
+    tmp = tmp_path_factory.mktemp("image")
+    env = hermetic_env(tmp)
+    own = tmp / "own-wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(own), str(REPO)], env=env, check=True)
+    root = tmp / "image"
+    subprocess.run([sys.executable, "-m", "venv", str(root)], env=env, check=True)
+    subprocess.run([str(root / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index",
+                    "--find-links", str(IMAGE_WHEELHOUSE), "--find-links", str(own),
+                    "--find-links", str(packages),
+                    "azureml-extensibility[server,uv]", "framework==1.0"],
+                   env=env, check=True)
+    return Image(root)
+
+
+# --- apps and starts ------------------------------------------------------------------
+
+SCORE_PY = """\
+import greeting
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    return {"greeting": greeting.greet("world")}
+"""
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    """An app root with a scoring script that needs the `greeting` package."""
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "score.py").write_text(SCORE_PY)
+    return root
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def contract_env(tmp: Path, image: Image, app: Path, cache: Path, **extra: str) -> dict[str, str]:
+    """What a container of the image would see: the image's bin on PATH, the contract
+    variables, a cache folder of the test's own."""
+    env = hermetic_env(tmp, AML_APP_ROOT=str(app), AZUREML_ENTRY_SCRIPT="score.py",
+                       EXTENSIBILITY_CACHE_DIR=str(cache), **extra)
+    env["PATH"] = f"{image.bin}{os.pathsep}{env.get('PATH', os.defpath)}"
+    return env
+
+
+def run_entrypoint(image: Image, env: Mapping[str, str], *args: str,
+                   timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(image.bin / "extensibility"), *args], env=dict(env),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    port: int
+    log: Path
+
+    def score(self, payload: dict[str, object]) -> requests.Response:
+        return requests.post(f"http://127.0.0.1:{self.port}/score", json=payload, timeout=30)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+class StartServer(Protocol):
+    def __call__(self, image: Image, env: Mapping[str, str],
+                 args: Sequence[str] = ("run",)) -> Server: ...
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Start the entrypoint with the default server command; wait until GET / is healthy."""
+    started: list[Server] = []
+
+    def start(image: Image, env: Mapping[str, str], args: Sequence[str] = ("run",)) -> Server:
+        port = free_port()
+        log = tmp_path / f"server-{len(started)}.log"
+        with log.open("w") as out:
+            process = subprocess.Popen([str(image.bin / "extensibility"), *args],
+                                       env={**env, "SERVER_PORT": str(port)},
+                                       stdout=out, stderr=subprocess.STDOUT, text=True)
+        server = Server(process, port, log)
+        started.append(server)
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited {process.returncode}:\n{server.output()}")
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+            except requests.RequestException:
+                return False
+            return response.status_code == 200
+
+        wait_for(healthy, 180, f"the scoring server on port {port}")
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGTERM)
+            try:
+                server.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait()
