@@ -34,8 +34,9 @@ class Handoff:
 
 
 def default_command(settings: Settings) -> list[str]:
-    """What the prebuilt images' start script runs (the server's own default port: 5001)."""
-    command = [DEFAULT_SERVER, "--entry_script", settings.entry_script]
+    """What the prebuilt images' start script runs."""
+    command = [DEFAULT_SERVER, "--entry_script", settings.entry_script,
+               "--port", str(settings.server_port)]
     if settings.model_dir:
         command += ["--model_dir", settings.model_dir]
     return command

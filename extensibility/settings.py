@@ -65,6 +65,9 @@ SETTINGS: tuple[Setting, ...] = (
             contract=True),
     Setting("model_dir", "AZUREML_MODEL_DIR", None,
             "Model folder, passed on to the server as --model_dir.", contract=True),
+    Setting("server_port", "EXTENSIBILITY_SERVER_PORT", "5001",
+            "Port passed to the default server command as --port (azmlinfsrv ignores "
+            "SERVER_PORT from the environment)."),
     Setting("cache_dir", "EXTENSIBILITY_CACHE_DIR", None,
             "Cache folder for environments. Default: $XDG_CACHE_HOME/azureml-extensibility, "
             "else ~/.cache/azureml-extensibility, else /tmp/azureml-extensibility-<uid>.",
@@ -89,6 +92,7 @@ class Settings:
     conda_yaml: str | None
     requirements_txt: str | None
     model_dir: str | None
+    server_port: int
     cache_dir: Path
     installer: str
     lock_timeout: float
@@ -128,6 +132,7 @@ class Settings:
             conda_yaml=raw["conda_yaml"],
             requirements_txt=raw["requirements_txt"],
             model_dir=raw["model_dir"],
+            server_port=_port(_required(raw, "server_port")),
             cache_dir=Path(_required(raw, "cache_dir")).absolute(),
             installer=_required(raw, "installer"),
             lock_timeout=_seconds(raw, "lock_timeout", "EXTENSIBILITY_LOCK_TIMEOUT"),
@@ -154,3 +159,10 @@ def _seconds(raw: Mapping[str, str | None], name: str, variable: str) -> float:
             fix=f"set {variable} to a non-negative number, e.g. {variable}=600",
         )
     return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise SettingsError(f"EXTENSIBILITY_SERVER_PORT={text!r} is not a TCP port",
+                            fix="set EXTENSIBILITY_SERVER_PORT to a number from 1 to 65535")
+    return int(text)

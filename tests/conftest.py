@@ -245,7 +245,7 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
         log = tmp_path / f"server-{len(started)}.log"
         with log.open("w") as out:
             process = subprocess.Popen([str(image.bin / "extensibility"), *args],
-                                       env={**env, "SERVER_PORT": str(port)},
+                                       env={**env, "EXTENSIBILITY_SERVER_PORT": str(port)},
                                        stdout=out, stderr=subprocess.STDOUT, text=True)
         server = Server(process, port, log)
         started.append(server)
