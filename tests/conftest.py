@@ -9,52 +9,25 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 import requests
 
+from tests.support import (
+    IMAGE_WHEELHOUSE,
+    Image,
+    build_image,
+    free_port,
+    hermetic_env,
+    wait_for,
+)
 from tests.wheels import build_wheel
-
-REPO = Path(__file__).resolve().parent.parent
-IMAGE_WHEELHOUSE = Path(os.environ.get("EXTENSIBILITY_TEST_WHEELHOUSE",
-                                       REPO / ".cache" / "image-wheels"))
-# Inherited variables that would make installs depend on this machine, not the test.
-_LEAKY_PREFIXES = ("PIP_", "UV_", "EXTENSIBILITY_", "AZUREML_", "AML_", "PYTHON", "CONDA_")
-
-
-def hermetic_env(tmp: Path, **extra: str) -> dict[str, str]:
-    """This machine's environment without its pip/uv configuration (DESIGN.md hazards)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(_LEAKY_PREFIXES) and k not in ("VIRTUAL_ENV", "SERVER_PORT")}
-    env.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
-               PIP_NO_INPUT="1", PIP_CACHE_DIR=str(tmp / "pip-cache"),
-               UV_CACHE_DIR=str(tmp / "uv-cache"), UV_PYTHON_DOWNLOADS="never")
-    env.update(extra)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
 
 # --- packages -------------------------------------------------------------------------
 
@@ -134,23 +107,6 @@ def own_index(packages: Path, tmp_path: Path) -> Iterator[Index]:
 
 # --- the simulated image --------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Image:
-    root: Path
-
-    @property
-    def python(self) -> Path:
-        return self.root / "bin" / "python"
-
-    @property
-    def bin(self) -> Path:
-        return self.root / "bin"
-
-    @property
-    def site_packages(self) -> Path:
-        return next((self.root / "lib").glob("python3*/site-packages"))
-
-
 @pytest.fixture(scope="session")
 def image(packages: Path, tmp_path_factory: pytest.TempPathFactory) -> Image:
     """A venv standing in for the prebuilt image: this project (with uv), the real scoring
@@ -159,18 +115,8 @@ def image(packages: Path, tmp_path_factory: pytest.TempPathFactory) -> Image:
         pytest.fail(f"no image wheelhouse at {IMAGE_WHEELHOUSE}: run `./dev test`, which "
                     "downloads it once (tests themselves never reach the network)")
     tmp = tmp_path_factory.mktemp("image")
-    env = hermetic_env(tmp)
-    own = tmp / "own-wheel"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(own), str(REPO)], env=env, check=True)
-    root = tmp / "image"
-    subprocess.run([sys.executable, "-m", "venv", str(root)], env=env, check=True)
-    subprocess.run([str(root / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index",
-                    "--find-links", str(IMAGE_WHEELHOUSE), "--find-links", str(own),
-                    "--find-links", str(packages),
-                    "azureml-extensibility[server,uv]", "framework==1.0"],
-                   env=env, check=True)
-    return Image(root)
+    return build_image(tmp / "image", tmp, extra_find_links=[packages],
+                       extra_packages=["framework==1.0"])
 
 
 # --- apps and starts ------------------------------------------------------------------
@@ -223,7 +169,7 @@ class Server:
     port: int
     log: Path
 
-    def score(self, payload: dict[str, object]) -> requests.Response:
+    def score(self, payload: dict[str, Any]) -> requests.Response:
         return requests.post(f"http://127.0.0.1:{self.port}/score", json=payload, timeout=30)
 
     def output(self) -> str:

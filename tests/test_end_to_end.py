@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
-    REPO,
-    Image,
-    Index,
-    StartServer,
-    contract_env,
-    run_entrypoint,
-)
+from tests.conftest import Index, StartServer, contract_env, run_entrypoint
+from tests.support import REPO, Image
 
 pytestmark = pytest.mark.slow
 INSTALLERS = ["uv", "pip"]

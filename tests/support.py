@@ -1,0 +1,80 @@
+"""Helpers shared by the tests, the example and the benchmarks (no pytest here)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE_WHEELHOUSE = Path(os.environ.get("EXTENSIBILITY_TEST_WHEELHOUSE",
+                                       REPO / ".cache" / "image-wheels"))
+# Inherited variables that would make installs depend on this machine, not the test.
+_LEAKY_PREFIXES = ("PIP_", "UV_", "EXTENSIBILITY_", "AZUREML_", "AML_", "PYTHON", "CONDA_")
+
+
+def hermetic_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """This machine's environment without its pip/uv configuration (DESIGN.md hazards)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(_LEAKY_PREFIXES) and k not in ("VIRTUAL_ENV", "SERVER_PORT")}
+    env.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
+               PIP_NO_INPUT="1", PIP_CACHE_DIR=str(tmp / "pip-cache"),
+               UV_CACHE_DIR=str(tmp / "uv-cache"), UV_PYTHON_DOWNLOADS="never")
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@dataclass(frozen=True)
+class Image:
+    root: Path
+
+    @property
+    def python(self) -> Path:
+        return self.root / "bin" / "python"
+
+    @property
+    def bin(self) -> Path:
+        return self.root / "bin"
+
+    @property
+    def site_packages(self) -> Path:
+        return next((self.root / "lib").glob("python3*/site-packages"))
+
+
+
+
+def build_image(root: Path, tmp: Path, *, extra_find_links: Sequence[Path] = (),
+                extra_packages: Sequence[str] = ()) -> Image:
+    """A venv standing in for a prebuilt image: this project (with uv) and the real scoring
+    server, installed offline from IMAGE_WHEELHOUSE, plus `extra_packages`."""
+    env = hermetic_env(tmp)
+    own = tmp / "own-wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(own), str(REPO)], env=env, check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(root)], env=env, check=True)
+    links = [IMAGE_WHEELHOUSE, own, *extra_find_links]
+    subprocess.run([str(root / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index",
+                    *(arg for link in links for arg in ("--find-links", str(link))),
+                    "azureml-extensibility[server,uv]", *extra_packages],
+                   env=env, check=True)
+    return Image(root)

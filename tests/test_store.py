@@ -1,0 +1,70 @@
+"""Store: markers written last, leftovers removed, a real lock between real processes."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from extensibility.errors import LockTimeout
+from extensibility.log import Log
+from extensibility.store import Store
+
+
+def fake_env(root: Path) -> None:
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "python").write_text("")
+
+
+def test_an_environment_counts_only_once_published(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cache")
+    root = store.begin("k1")
+    fake_env(root)
+    assert store.lookup("k1") is None
+    store.publish("k1", "{}", {"request_file": "/app/requirements.txt"})
+    assert store.lookup("k1") == root
+    [entry] = store.entries()
+    assert entry.complete and entry.origin == {"request_file": "/app/requirements.txt"}
+
+
+def test_begin_removes_a_leftover_and_a_damaged_environment_is_not_used(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cache")
+    root = store.begin("k1")
+    fake_env(root)
+    (root / "half-written").write_text("x")
+    root = store.begin("k1")
+    assert not root.exists()
+    fake_env(root)
+    store.publish("k1", "{}", {})
+    (root / "bin" / "python").unlink()  # marker present, interpreter gone
+    assert store.lookup("k1") is None
+    assert not list((tmp_path / "cache" / "envs").glob(".trash-*"))
+
+
+def test_lock_waits_for_another_process_and_times_out_naming_it(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cache")
+    store.locks.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time, filelock\n"
+         "lock = filelock.FileLock(sys.argv[1]); lock.acquire()\n"
+         "print('locked', flush=True); time.sleep(30)\n",
+         str(store.locks / "k1.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        (store.locks / "k1.owner").write_text(
+            f'{{"pid": {holder.pid}, "host": "replica-1", "since": {time.time()}}}')
+        log = Log(stream=io.StringIO())
+        with pytest.raises(LockTimeout, match=f"pid {holder.pid} on replica-1"), \
+                store.lock("k1", timeout=0.5, log=log):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with store.lock("k1", timeout=5, log=Log(stream=io.StringIO())):
+        assert (store.locks / "k1.owner").is_file()
+    assert not (store.locks / "k1.owner").exists()
