@@ -22,7 +22,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support import REPO, build_image, free_port, hermetic_env, wait_for  # noqa: E402
+from tests.support import REPO, build_image, free_port, hermetic_env, wait_for
 
 APP = REPO / "examples" / "quickstart"
 WORK = REPO / ".cache" / "example"

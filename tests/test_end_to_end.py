@@ -237,3 +237,17 @@ def test_image_python_may_be_off_path(image: Image, app: Path, cache: Path, inde
     # azmlinfsrv's --help exits 1 after printing its usage (it re-raises argparse's exit)
     assert "usage: azmlinfsrv" in result.stdout, result.stderr
     assert "not found" not in result.stderr
+
+
+def test_json_log_lines(image: Image, app: Path, cache: Path, index: Index,
+                        tmp_path: Path) -> None:
+    (app / "requirements.txt").write_text(f"--index-url {index.url}\ntinydep\n")
+    env = contract_env(tmp_path, image, app, cache, EXTENSIBILITY_LOG_FORMAT="json",
+                       AZUREML_EXTRA_REQUIREMENTS_TXT="requirements.txt")
+    result = run_entrypoint(image, env, "run", "--", "true")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    phases = [r["phase"] for r in records if r["level"] == "info"]
+    assert phases[:3] == ["inputs", "key", "cache"] and phases[-1] == "exec"
+    assert any(r["level"] == "progress" for r in records)
+    assert all(isinstance(r["elapsed"], float) for r in records)

@@ -1,7 +1,7 @@
 """Mean and sample standard deviation, without numpy."""
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def mean(values: Sequence[float]) -> float:
