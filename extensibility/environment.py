@@ -117,7 +117,8 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
     log.phase("install", f"overlay created at {root}")
     installer = make_installer(plan.installer, plan.uv_binary)
     job = InstallJob(python=python, image=plan.image, image_python=sys.executable,
-                     spec=plan.spec, work_dir=work_dir, env=env)
+                     spec=plan.spec, work_dir=work_dir,
+                     env=installer_environment(env, settings.cache_dir))
     result = installer.install(job, log)
     seconds = time.monotonic() - started
     shown = ", ".join(result.installed[:10]) + (", ..." if len(result.installed) > 10 else "")
@@ -133,6 +134,18 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
         "created": time.time(),
     })
     log.phase("cache", f"{plan.key} complete")
+
+
+def installer_environment(env: Mapping[str, str], cache_dir: Path) -> dict[str, str]:
+    """The user's environment, plus a download cache beside our environments unless the user
+    chose one: HOME may be missing or read-only for a container's user, and a cache on the
+    same volume lets uv link files instead of copying them."""
+    result = dict(env)
+    if not (env.get("UV_CACHE_DIR") or env.get("UV_NO_CACHE")):
+        result["UV_CACHE_DIR"] = str(cache_dir / "downloads" / "uv")
+    if not (env.get("PIP_CACHE_DIR") or env.get("PIP_NO_CACHE_DIR")):
+        result["PIP_CACHE_DIR"] = str(cache_dir / "downloads" / "pip")
+    return result
 
 
 def _os_failure(exc: OSError, cache_dir: Path) -> InstallFailed:

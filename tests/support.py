@@ -64,16 +64,27 @@ class Image:
 
 
 def build_image(root: Path, tmp: Path, *, extra_find_links: Sequence[Path] = (),
-                extra_packages: Sequence[str] = ()) -> Image:
+                extra_packages: Sequence[str] = (), base_python: str | None = None) -> Image:
     """A venv standing in for a prebuilt image: this project (with uv) and the real scoring
-    server, installed offline from IMAGE_WHEELHOUSE, plus `extra_packages`."""
+    server, installed offline from IMAGE_WHEELHOUSE, plus `extra_packages`.
+
+    `base_python` builds it on another interpreter (e.g. the system's), with pip taken from
+    the wheelhouse, since such an interpreter may lack ensurepip."""
     env = hermetic_env(tmp)
     own = tmp / "own-wheel"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(own), str(REPO)], env=env, check=True)
-    subprocess.run([sys.executable, "-m", "venv", str(root)], env=env, check=True)
+    python = root / "bin" / "python"
+    if base_python is None:
+        subprocess.run([sys.executable, "-m", "venv", str(root)], env=env, check=True)
+        pip = [str(python), "-m", "pip"]
+    else:
+        subprocess.run([base_python, "-m", "venv", "--without-pip", str(root)], env=env,
+                       check=True)
+        pip_wheel = next(IMAGE_WHEELHOUSE.glob("pip-*.whl"))
+        pip = [str(python), str(pip_wheel / "pip")]  # pip runs from its own wheel
     links = [IMAGE_WHEELHOUSE, own, *extra_find_links]
-    subprocess.run([str(root / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index",
+    subprocess.run([*pip, "install", "-q", "--no-index",
                     *(arg for link in links for arg in ("--find-links", str(link))),
                     "azureml-extensibility[server,uv]", *extra_packages],
                    env=env, check=True)
