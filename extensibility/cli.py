@@ -22,7 +22,7 @@ from extensibility.errors import ExtensibilityError
 from extensibility.handoff import default_command, execute, plan_handoff
 from extensibility.key import canonical_json
 from extensibility.log import Log
-from extensibility.settings import Settings
+from extensibility.settings import Settings, parse_duration, parse_size
 
 INTERNAL_ERROR = 1
 
@@ -45,7 +45,34 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     commands.add_parser("prepare", help="build the environment and exit (image build time, "
                         "init containers)")
+    listing = commands.add_parser("ls", help="list the cached environments")
+    listing.add_argument("--json", action="store_true", help="print the list as JSON")
+    clean = commands.add_parser(
+        "gc", help="remove unused environments (least recently used first)",
+        description="Remove leftovers of failed builds, then environments unused for longer "
+        "than --max-age, then least-recently-used ones until the cache fits --max-size. "
+        "Never removes an environment in use, being built, or used within --min-idle.")
+    clean.add_argument("--max-age", type=_duration, help="e.g. 30d, 12h, 3600 (default: "
+                       "EXTENSIBILITY_GC_MAX_AGE)")
+    clean.add_argument("--max-size", type=_size, help="e.g. 20G, 500M (default: "
+                       "EXTENSIBILITY_GC_MAX_SIZE)")
+    clean.add_argument("--min-idle", type=_duration, help="default: EXTENSIBILITY_GC_MIN_IDLE")
+    clean.add_argument("--dry-run", action="store_true", help="say what would be removed")
     return parser
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30d, 12h, 90)") from None
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 20G, 500M)") from None
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -58,6 +85,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         log.fmt = settings.log_format
         if args.action == "plan":
             return _plan(settings, env, log, as_json=args.json)
+        if args.action == "ls":
+            return _list(settings, as_json=args.json)
+        if args.action == "gc":
+            return _collect(settings, args, log)
         plan = plan_environment(settings, env, log)
         overlay = ensure_environment(settings, plan, env, log) if plan.key else None
         if args.action == "prepare":
@@ -119,6 +150,48 @@ def _cache_state(settings: Settings, plan: EnvironmentPlan) -> str | None:
     if plan.hit:
         return f"hit {plan.hit}"
     return f"miss, would build in {settings.cache_dir}: {miss_reason(settings, plan)}"
+
+
+def _list(settings: Settings, *, as_json: bool) -> int:
+    from extensibility.cleanup import status
+    from extensibility.store import Store
+
+    store = Store(settings.cache_dir)
+    rows: list[dict[str, Any]] = [{"key": e.key, "size": e.size(), "last_use": e.last_access,
+             "status": status(store, e), "origin": (e.origin or {}).get("request_file"),
+             "installer": (e.origin or {}).get("installer"), "path": str(e.path)}
+            for e in store.entries()]
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'KEY':16}  {'SIZE':>9}  {'LAST USE':19}  {'STATUS':10}  ORIGIN")
+    for row in rows:
+        used = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["last_use"]))
+                if row["last_use"] else "-")
+        print(f"{row['key']:16}  {row['size'] / 2**20:7.1f}Mi  {used:19}  {row['status']:10}  "
+              f"{row['origin'] or '-'}")
+    return 0
+
+
+def _collect(settings: Settings, args: argparse.Namespace, log: Log) -> int:
+    from extensibility.cleanup import collect
+    from extensibility.store import Store
+
+    removed, skipped = collect(
+        Store(settings.cache_dir),
+        max_age=args.max_age if args.max_age is not None else settings.gc_max_age,
+        max_size=args.max_size if args.max_size is not None else settings.gc_max_size,
+        min_idle=args.min_idle if args.min_idle is not None else settings.gc_min_idle,
+        dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for removal in removed:
+        log.phase("gc", f"{verb} {removal.key} ({removal.size / 2**20:.1f} MiB): "
+                  f"{removal.reason}")
+    for skip in skipped:
+        log.phase("gc", f"kept {skip.key}: {skip.reason}")
+    total = sum(r.size for r in removed)
+    log.phase("gc", f"{verb} {len(removed)} environments, {total / 2**20:.1f} MiB")
+    return 0
 
 
 def console_main() -> None:

@@ -6,15 +6,17 @@ is all a start does (no installer, no resolver, no lock).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from extensibility.errors import InstallFailed
+from extensibility.errors import BuildInterrupted, InstallFailed
 from extensibility.image import Image, current_image
 from extensibility.installers.choice import choose_installer
 from extensibility.key import canonical_json, differences, key_document, key_of
@@ -63,8 +65,11 @@ def plan_environment(settings: Settings, env: Mapping[str, str], log: Log) -> En
 
 def miss_reason(settings: Settings, plan: EnvironmentPlan) -> str:
     """Why there is no environment: compares with the last one built for the same file."""
-    assert plan.document is not None
-    previous = [e for e in Store(settings.cache_dir).entries()
+    assert plan.document is not None and plan.key is not None
+    store = Store(settings.cache_dir)
+    if store.damaged(plan.key):
+        return f"environment {plan.key} is damaged (its interpreter is missing): rebuilding"
+    previous = [e for e in store.entries()
                 if e.complete and e.document and e.origin
                 and e.origin.get("request_file") == str(plan.request.path)]
     if not previous:
@@ -77,12 +82,19 @@ def miss_reason(settings: Settings, plan: EnvironmentPlan) -> str:
 
 def ensure_environment(settings: Settings, plan: EnvironmentPlan, env: Mapping[str, str],
                        log: Log) -> Path:
-    """The overlay for a requirements request: the cached one, or a new one built here."""
+    """The overlay for a requirements request: the cached one, or a new one built here.
+
+    Holds the environment's in-use lock from here through `exec` (see Store.hold)."""
     assert plan.key is not None and plan.document is not None
     store = Store(settings.cache_dir)
-    if plan.hit is not None:
+    try:
+        store.hold(plan.key)
+    except OSError as exc:
+        raise _os_failure(exc, settings.cache_dir) from exc
+    found = store.lookup(plan.key)  # again, under the in-use lock: a clean-up may have run
+    if found is not None:
         store.touch(plan.key)
-        return plan.hit
+        return found
     log.phase("cache", f"building {plan.key}: {miss_reason(settings, plan)}")
     try:
         with store.lock(plan.key, settings.lock_timeout, log):
@@ -91,14 +103,22 @@ def ensure_environment(settings: Settings, plan: EnvironmentPlan, env: Mapping[s
                 log.phase("cache", f"{plan.key} was built by another start meanwhile")
                 store.touch(plan.key)
                 return done
-            root = store.begin(plan.key)
+            if store.begin(plan.key):
+                log.phase("cache", f"removed the leftover of an interrupted or damaged build "
+                          f"of {plan.key}")
+            root = store.env_dir(plan.key)
+            store.journal(event="build-started", key=plan.key)
             try:
-                _build(settings, plan, store, root, env, log)
-            except BaseException:
+                with _terminate_raises(plan.key):
+                    _build(settings, plan, store, root, env, log)
+            except BaseException as exc:
                 store.discard(plan.key)  # nothing half-built stays under the key
+                store.journal(event="build-failed", key=plan.key, error=type(exc).__name__)
                 raise
+            store.journal(event="build-complete", key=plan.key)
     except OSError as exc:
         raise _os_failure(exc, settings.cache_dir) from exc
+    _clean_up(settings, store, log)
     return root
 
 
@@ -115,15 +135,17 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
     work_dir = store.meta_dir(plan.key)
     work_dir.mkdir(parents=True, exist_ok=True)
     log.phase("install", f"overlay created at {root}")
+    _fault_pause(settings, "overlay", log)
     installer = make_installer(plan.installer, plan.uv_binary)
     job = InstallJob(python=python, image=plan.image, image_python=sys.executable,
-                     spec=plan.spec, work_dir=work_dir,
-                     env=installer_environment(env, settings.cache_dir))
+                     spec=plan.spec, work_dir=work_dir, timeout=settings.install_timeout,
+                     env=installer_environment(env, settings))
     result = installer.install(job, log)
     seconds = time.monotonic() - started
     shown = ", ".join(result.installed[:10]) + (", ..." if len(result.installed) > 10 else "")
     log.phase("install", f"{len(result.installed)} packages in {seconds:.1f} s"
               + (f": {shown}" if shown else ""))
+    _fault_pause(settings, "publish", log)
     store.publish(plan.key, canonical_json(plan.document), {
         "request_file": str(plan.request.path),
         "variable": plan.request.variable,
@@ -136,11 +158,51 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
     log.phase("cache", f"{plan.key} complete")
 
 
-def installer_environment(env: Mapping[str, str], cache_dir: Path) -> dict[str, str]:
-    """The user's environment, plus a download cache beside our environments unless the user
-    chose one: HOME may be missing or read-only for a container's user, and a cache on the
-    same volume lets uv link files instead of copying them."""
+@contextlib.contextmanager
+def _terminate_raises(key: str) -> Iterator[None]:
+    """SIGTERM during a build (a pod being stopped) unwinds like an error: the installer is
+    killed, the partial environment removed, and the start exits 143."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise BuildInterrupted(f"stopped by signal {signum} while building {key}; the partial "
+                               "environment was removed")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _fault_pause(settings: Settings, phase: str, log: Log) -> None:
+    """Fault injection for the crash tests: stop here until killed."""
+    if settings.fault_pause == phase:
+        log.phase("fault", f"paused before {phase} (EXTENSIBILITY_FAULT_PAUSE)")
+        while True:
+            time.sleep(3600)
+
+
+def _clean_up(settings: Settings, store: Store, log: Log) -> None:
+    """Automatic clean-up after a build, when a budget is set (never on the warm path)."""
+    if settings.gc_max_age is None and settings.gc_max_size is None:
+        return
+    from extensibility.cleanup import collect
+
+    removed, _ = collect(store, max_age=settings.gc_max_age, max_size=settings.gc_max_size,
+                         min_idle=settings.gc_min_idle)
+    for removal in removed:
+        log.phase("cleanup", f"removed {removal.key} ({removal.size >> 20} MiB): "
+                  f"{removal.reason}")
+
+
+def installer_environment(env: Mapping[str, str], settings: Settings) -> dict[str, str]:
+    """The user's environment, plus what the user did not choose: a download cache beside
+    our environments (HOME may be missing or read-only for a container's user, and a cache on
+    the same volume lets uv link files instead of copying them) and our retry count."""
+    cache_dir = settings.cache_dir
     result = dict(env)
+    result.setdefault("PIP_RETRIES", str(settings.retries))
+    result.setdefault("UV_HTTP_RETRIES", str(settings.retries))
     if not (env.get("UV_CACHE_DIR") or env.get("UV_NO_CACHE")):
         result["UV_CACHE_DIR"] = str(cache_dir / "downloads" / "uv")
     if not (env.get("PIP_CACHE_DIR") or env.get("PIP_NO_CACHE_DIR")):

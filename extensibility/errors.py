@@ -71,3 +71,10 @@ class SettingsError(ExtensibilityError):
 class UsageError(ExtensibilityError):
     exit_code = 2
     title = "usage"
+
+
+class BuildInterrupted(ExtensibilityError):
+    """SIGTERM while building: 128 + 15, as a shell reports a process stopped by SIGTERM."""
+
+    exit_code = 143
+    title = "interrupted"

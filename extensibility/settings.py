@@ -7,12 +7,15 @@ for configuration (the handoff copies the environment, it does not interpret it)
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from extensibility.errors import SettingsError
 
+T = TypeVar("T")
 INSTALLER_CHOICES = ("auto", "uv", "pip")
 LOG_FORMATS = ("text", "json")
 
@@ -77,6 +80,22 @@ SETTINGS: tuple[Setting, ...] = (
             choices=INSTALLER_CHOICES),
     Setting("lock_timeout", "EXTENSIBILITY_LOCK_TIMEOUT", "1800",
             "Seconds to wait for another start that is building the same environment."),
+    Setting("install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT", "1800",
+            "Seconds an installer may run before it is stopped and the start fails (exit 95)."),
+    Setting("retries", "EXTENSIBILITY_RETRIES", "3",
+            "HTTP retries of the installer for each download (pip --retries, UV_HTTP_RETRIES), "
+            "unless the user's PIP_RETRIES / UV_HTTP_RETRIES say otherwise."),
+    Setting("gc_max_age", "EXTENSIBILITY_GC_MAX_AGE", None,
+            "Automatic clean-up after a build: remove environments unused for longer than this "
+            "(e.g. 30d, 12h, 3600). Unset: no automatic clean-up by age."),
+    Setting("gc_max_size", "EXTENSIBILITY_GC_MAX_SIZE", None,
+            "Automatic clean-up after a build: remove least-recently-used environments until "
+            "the cache fits this size (e.g. 20G, 500M). Unset: no size budget."),
+    Setting("gc_min_idle", "EXTENSIBILITY_GC_MIN_IDLE", "10m",
+            "Never remove an environment used more recently than this, even if it looks idle."),
+    Setting("fault_pause", "EXTENSIBILITY_FAULT_PAUSE", None,
+            "Testing only: pause a build forever at a phase (overlay, publish) so a test can "
+            "kill it there."),
     Setting("log_format", "EXTENSIBILITY_LOG_FORMAT", "text",
             "Log format on stderr: text (one line per phase) or json (JSON lines).",
             choices=LOG_FORMATS),
@@ -96,6 +115,12 @@ class Settings:
     cache_dir: Path
     installer: str
     lock_timeout: float
+    install_timeout: float
+    retries: int
+    gc_max_age: float | None
+    gc_max_size: int | None
+    gc_min_idle: float
+    fault_pause: str | None
     log_format: str
     # setting name -> "VARIABLE" when set by the environment, "default" otherwise
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -136,6 +161,13 @@ class Settings:
             cache_dir=Path(_required(raw, "cache_dir")).absolute(),
             installer=_required(raw, "installer"),
             lock_timeout=_seconds(raw, "lock_timeout", "EXTENSIBILITY_LOCK_TIMEOUT"),
+            install_timeout=_seconds(raw, "install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT"),
+            retries=_count(_required(raw, "retries"), "EXTENSIBILITY_RETRIES"),
+            gc_max_age=_optional(raw["gc_max_age"], parse_duration, "EXTENSIBILITY_GC_MAX_AGE"),
+            gc_max_size=_optional(raw["gc_max_size"], parse_size, "EXTENSIBILITY_GC_MAX_SIZE"),
+            gc_min_idle=_optional(raw["gc_min_idle"], parse_duration,
+                                  "EXTENSIBILITY_GC_MIN_IDLE") or 0.0,
+            fault_pause=raw["fault_pause"],
             log_format=_required(raw, "log_format"),
             sources=sources,
         )
@@ -148,17 +180,50 @@ def _required(raw: Mapping[str, str | None], name: str) -> str:
 
 
 def _seconds(raw: Mapping[str, str | None], name: str, variable: str) -> float:
-    text = _required(raw, name)
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value < 0:
-        raise SettingsError(
-            f"{variable}={text!r} is not a number of seconds",
-            fix=f"set {variable} to a non-negative number, e.g. {variable}=600",
-        )
+    value = _optional(_required(raw, name), parse_duration, variable)
+    assert value is not None
     return value
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$")
+
+
+def parse_duration(text: str) -> float:
+    """`90`, `90s`, `15m`, `12h`, `30d` -> seconds."""
+    text = text.strip().lower()
+    unit = text[-1] if text and text[-1] in _DURATION_UNITS else "s"
+    number = text[:-1] if text and text[-1] in _DURATION_UNITS else text
+    value = float(number)
+    if value < 0:
+        raise ValueError(text)
+    return value * _DURATION_UNITS[unit]
+
+
+def parse_size(text: str) -> int:
+    """`500M`, `20G`, `2GiB`, `1048576` -> bytes (binary units)."""
+    match = _SIZE_RE.match(text.strip().lower())
+    if not match:
+        raise ValueError(text)
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def _optional(text: str | None, parse: Callable[[str], T], variable: str) -> T | None:
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError:
+        raise SettingsError(f"{variable}={text!r} cannot be read",
+                            fix=f"see docs/variables.md for the form {variable} takes") from None
+
+
+def _count(text: str, variable: str) -> int:
+    if not text.isdigit():
+        raise SettingsError(f"{variable}={text!r} is not a whole number",
+                            fix=f"set {variable} to a number such as 3")
+    return int(text)
 
 
 def _port(text: str) -> int:

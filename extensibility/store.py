@@ -6,13 +6,18 @@ Layout (docs/cache.md):
     CACHE/envs/KEY/.extensibility/   key.json, origin.json, build.log, last-access, complete
     CACHE/locks/KEY.lock             per-key build lock (outside the env, survives its removal)
     CACHE/locks/KEY.owner            who holds the lock, for the messages of those who wait
+    CACHE/locks/KEY.use              shared lock held by every process running in the env
+    CACHE/journal.jsonl              one line per build started and ended (append-only)
 
 An environment is valid only when `complete` exists; it is written last, atomically.
+A start holds a shared `flock` on `KEY.use` from before its final lookup through `exec`
+(the descriptor is inherited), so the clean-up can tell which environments are in use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -39,6 +44,9 @@ class Entry:
     document: dict[str, Any] | None
     origin: dict[str, Any] | None
 
+    def size(self) -> int:
+        return folder_size(self.path)
+
 
 class Store:
     def __init__(self, root: Path) -> None:
@@ -61,6 +69,50 @@ class Store:
             return root
         return None
 
+    def damaged(self, key: str) -> bool:
+        """Marked complete, but its interpreter is gone (a base Python removed or moved)."""
+        root = self.env_dir(key)
+        return (root / META / MARKER).is_file() and not (root / "bin" / "python").exists()
+
+    def hold(self, key: str) -> int:
+        """Take a shared lock marking the environment in use, for this process and whatever
+        it execs (the descriptor is inheritable). Blocks only while a clean-up removes it."""
+        self._ensure_root()
+        descriptor = os.open(self.locks / f"{key}.use", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(descriptor, fcntl.LOCK_SH)
+        os.set_inheritable(descriptor, True)
+        return descriptor
+
+    def in_use(self, key: str) -> bool:
+        path = self.locks / f"{key}.use"
+        if not path.exists():
+            return False
+        descriptor = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(descriptor)  # closing releases the probe's lock
+        return False
+
+    def journal(self, **record: Any) -> None:
+        """Append one line to the build journal (O_APPEND: whole lines, even from replicas)."""
+        line = json.dumps({"time": round(time.time(), 3), "pid": os.getpid(), **record}) + "\n"
+        descriptor = os.open(self.root / "journal.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                             0o600)
+        try:
+            os.write(descriptor, line.encode())
+        finally:
+            os.close(descriptor)
+
+    def journal_records(self) -> list[dict[str, Any]]:
+        try:
+            lines = (self.root / "journal.jsonl").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
+
     def touch(self, key: str) -> None:
         """Record a use, for least-recently-used clean-up."""
         stamp = self.meta_dir(key) / "last-access"
@@ -75,20 +127,22 @@ class Store:
         lock = FileLock(str(self.locks / f"{key}.lock"))
         owner_file = self.locks / f"{key}.owner"
         deadline = time.monotonic() + timeout
+        poll = 0.0  # first try without waiting, so a wait is announced at once
         while True:
             remaining = deadline - time.monotonic()
             try:
-                lock.acquire(timeout=max(0.0, min(LOCK_POLL_SECONDS, remaining)))
+                lock.acquire(timeout=max(0.0, min(poll, remaining)))
                 break
             except Timeout:
                 holder = _read_owner(owner_file)
                 if time.monotonic() >= deadline:
                     raise LockTimeout(
-                        f"another start ({holder}) has been building environment {key} for "
-                        f"longer than {timeout:.0f} s",
+                        f"waited {timeout:.0f} s for another start ({holder}) building "
+                        f"environment {key}",
                         fix="wait for it to finish, or raise EXTENSIBILITY_LOCK_TIMEOUT",
                     ) from None
                 log.phase("lock", f"waiting for {holder} to finish building {key}")
+                poll = LOCK_POLL_SECONDS
         try:
             import socket
 
@@ -100,12 +154,13 @@ class Store:
                 owner_file.unlink()
             lock.release()
 
-    def begin(self, key: str) -> Path:
-        """Start a build (under the lock): anything left at the key's folder is garbage."""
-        root = self.env_dir(key)
+    def begin(self, key: str) -> bool:
+        """Start a build (under the lock): anything left at the key's folder is garbage.
+        Returns whether there was such a leftover (a crashed or damaged build)."""
+        leftover = self.env_dir(key).exists()
         self.discard(key)
         self.envs.mkdir(parents=True, exist_ok=True)
-        return root
+        return leftover
 
     def publish(self, key: str, document: str, origin: dict[str, Any]) -> None:
         meta = self.meta_dir(key)
@@ -146,6 +201,20 @@ class Store:
     def _ensure_root(self) -> None:
         for folder in (self.root, self.envs, self.locks):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def folder_size(path: Path) -> int:
+    """Bytes used by the files under `path` (hard links counted once)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(root, name))
+                if (info.st_dev, info.st_ino) not in seen:
+                    seen.add((info.st_dev, info.st_ino))
+                    total += info.st_blocks * 512
+    return total
 
 
 def _write_atomic(path: Path, text: str) -> None:

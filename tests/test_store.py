@@ -22,7 +22,8 @@ def fake_env(root: Path) -> None:
 
 def test_an_environment_counts_only_once_published(tmp_path: Path) -> None:
     store = Store(tmp_path / "cache")
-    root = store.begin("k1")
+    assert store.begin("k1") is False
+    root = store.env_dir("k1")
     fake_env(root)
     assert store.lookup("k1") is None
     store.publish("k1", "{}", {"request_file": "/app/requirements.txt"})
@@ -33,15 +34,16 @@ def test_an_environment_counts_only_once_published(tmp_path: Path) -> None:
 
 def test_begin_removes_a_leftover_and_a_damaged_environment_is_not_used(tmp_path: Path) -> None:
     store = Store(tmp_path / "cache")
-    root = store.begin("k1")
+    store.begin("k1")
+    root = store.env_dir("k1")
     fake_env(root)
     (root / "half-written").write_text("x")
-    root = store.begin("k1")
+    assert store.begin("k1") is True  # a leftover was removed
     assert not root.exists()
     fake_env(root)
     store.publish("k1", "{}", {})
     (root / "bin" / "python").unlink()  # marker present, interpreter gone
-    assert store.lookup("k1") is None
+    assert store.lookup("k1") is None and store.damaged("k1")
     assert not list((tmp_path / "cache" / "envs").glob(".trash-*"))
 
 

@@ -20,6 +20,7 @@ class InstallJob:
     spec: RequirementsSpec
     work_dir: Path  # where request files and the build log are written
     env: Mapping[str, str]  # the installer's environment (the user's PIP_*/UV_* included)
+    timeout: float  # seconds each installer run may take
 
 
 @dataclass(frozen=True)

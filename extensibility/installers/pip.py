@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 
-from extensibility.errors import InstallFailed
-from extensibility.installers._subprocess import run_streaming
+from extensibility.installers._subprocess import check, run_streaming
 from extensibility.installers.base import InstallJob, InstallResult, write_request_files
 from extensibility.installers.options import pip_flags
 from extensibility.log import Log
@@ -29,14 +28,11 @@ class PipInstaller:
         if constraints:
             command += ["-c", str(constraints)]
         command += pip_flags(job.spec.options)
-        completed = run_streaming(command, job.env, log, "pip", job.work_dir / "build.log")
-        if completed.returncode != 0:
-            raise InstallFailed(
-                f"pip failed (exit {completed.returncode}) installing {job.spec.files[0]}:\n"
-                f"{completed.tail}",
-                fix="read pip's message above; fix the requirement it names, or make the "
-                "package available from the index",
-            )
+        completed = run_streaming(command, job.env, log, "pip", job.work_dir / "build.log",
+                                  job.timeout)
+        check(completed, "pip", str(job.spec.files[0]), job.timeout,
+              fix="read pip's message above; fix the requirement it names, or make the "
+              "package available from the index")
         match = _INSTALLED_RE.search(completed.output)
         installed = tuple(_pin(item) for item in match.group("list").split()) if match else ()
         return InstallResult(installed)

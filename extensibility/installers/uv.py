@@ -15,7 +15,7 @@ from pathlib import Path
 
 from extensibility.errors import InstallFailed
 from extensibility.image import canonical_name
-from extensibility.installers._subprocess import run_streaming
+from extensibility.installers._subprocess import check, run_streaming
 from extensibility.installers.base import InstallJob, InstallResult, write_request_files
 from extensibility.installers.options import uv_flags
 from extensibility.log import Log
@@ -49,14 +49,11 @@ class UvInstaller:
 
     def _run(self, job: InstallJob, log: Log, arguments: list[str], label: str) -> str:
         command = [self.binary, *arguments, "--no-progress"]
-        completed = run_streaming(command, job.env, log, label, job.work_dir / "build.log")
-        if completed.returncode != 0:
-            raise InstallFailed(
-                f"{label} failed (exit {completed.returncode}) for {job.spec.files[0]}:\n"
-                f"{completed.tail}",
-                fix="read uv's message above; fix the requirement it names, or make the "
-                "package available from the index (EXTENSIBILITY_INSTALLER=pip to compare)",
-            )
+        completed = run_streaming(command, job.env, log, label, job.work_dir / "build.log",
+                                  job.timeout)
+        check(completed, label, str(job.spec.files[0]), job.timeout,
+              fix="read uv's message above; fix the requirement it names, or make the "
+              "package available from the index (EXTENSIBILITY_INSTALLER=pip to compare)")
         return completed.output
 
 
