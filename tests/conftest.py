@@ -7,10 +7,8 @@ Nothing here reaches the internet. The simulated image is built offline from
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +20,11 @@ import requests
 from tests.support import (
     IMAGE_WHEELHOUSE,
     Image,
+    Index,
     build_image,
     free_port,
     hermetic_env,
+    start_index,
     wait_for,
 )
 from tests.wheels import build_wheel
@@ -49,45 +49,6 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_wheel(folder, "framework", "2.0")
     build_wheel(folder, "needs-framework", "1.0", requires=["framework>=1.0"])
     return folder
-
-
-@dataclass
-class Index:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
-def start_index(folder: Path, log: Path) -> Index:
-    """A real package index (pypiserver) on 127.0.0.1 serving only `folder`."""
-    port = free_port()
-    server = shutil.which("pypi-server", path=os.path.dirname(sys.executable)) or "pypi-server"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [server, "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", ".",
-             "--disable-fallback", "--backend", "simple-dir", str(folder)],
-            stdout=out, stderr=subprocess.STDOUT)
-    index = Index(f"http://127.0.0.1:{port}/simple/", process, log)
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"pypiserver exited: {log.read_text()}")
-        try:
-            return requests.get(index.url, timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(ready, 30, f"pypiserver at {index.url} (log: {log})")
-    except BaseException:
-        index.stop()
-        raise
-    return index
 
 
 @pytest.fixture(scope="session")

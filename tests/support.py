@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import requests
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE_WHEELHOUSE = Path(os.environ.get("EXTENSIBILITY_TEST_WHEELHOUSE",
@@ -89,3 +92,42 @@ def build_image(root: Path, tmp: Path, *, extra_find_links: Sequence[Path] = (),
                     "azureml-extensibility[server,uv]", *extra_packages],
                    env=env, check=True)
     return Image(root)
+
+
+@dataclass
+class Index:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def start_index(folder: Path, log: Path) -> Index:
+    """A real package index (pypiserver) on 127.0.0.1 serving only `folder`."""
+    port = free_port()
+    server = shutil.which("pypi-server", path=os.path.dirname(sys.executable)) or "pypi-server"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [server, "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", ".",
+             "--disable-fallback", "--backend", "simple-dir", str(folder)],
+            stdout=out, stderr=subprocess.STDOUT)
+    index = Index(f"http://127.0.0.1:{port}/simple/", process, log)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"pypiserver exited: {log.read_text()}")
+        try:
+            return requests.get(index.url, timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(ready, 30, f"pypiserver at {index.url} (log: {log})")
+    except BaseException:
+        index.stop()
+        raise
+    return index

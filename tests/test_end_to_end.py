@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Index, StartServer, contract_env, run_entrypoint
-from tests.support import REPO, Image
+from tests.conftest import StartServer, contract_env, run_entrypoint
+from tests.support import REPO, Image, Index
 
 pytestmark = pytest.mark.slow
 INSTALLERS = ["uv", "pip"]

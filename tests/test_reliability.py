@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Index, contract_env, run_entrypoint
+from tests.conftest import contract_env, run_entrypoint
 from tests.faultproxy import FaultProxy
-from tests.support import Image, wait_for
+from tests.support import Image, Index, wait_for
 from tests.wheels import build_wheel
 
 pytestmark = pytest.mark.slow
