@@ -45,7 +45,7 @@ def series(image: Image, work: Path) -> dict[str, Callable[[int], float]]:
     extensibility = str(image.bin / "extensibility")
     uv = str(image.bin / "uv")
     warm_cache = work / "warm-cache"
-    subprocess.run([extensibility, "prepare"], check=True, capture_output=True,
+    subprocess.run([extensibility, "prepare", "--", "true"], check=True, capture_output=True,
                    env={**base, "EXTENSIBILITY_CACHE_DIR": str(warm_cache)})
 
     def ours_cold(installer: str) -> Callable[[int], float]:

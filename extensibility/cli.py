@@ -43,8 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="server command and arguments, after `--`")
     plan = commands.add_parser("plan", help="show what a start would do, without installing")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
-    commands.add_parser("prepare", help="build the environment and exit (image build time, "
-                        "init containers)")
+    prepare = commands.add_parser(
+        "prepare", help="build the environment and exit (image build time, init containers)",
+        description="Build the environment for the server COMMAND (default: azmlinfsrv), "
+        "without starting it. The command matters: its package is what is protected.")
+    prepare.add_argument("command", nargs=argparse.REMAINDER,
+                         help="server command, after `--`, as it will be given to `run`")
     listing = commands.add_parser("ls", help="list the cached environments")
     listing.add_argument("--json", action="store_true", help="print the list as JSON")
     clean = commands.add_parser(
@@ -89,15 +93,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return _list(settings, as_json=args.json)
         if args.action == "gc":
             return _collect(settings, args, log)
-        plan = plan_environment(settings, env, log)
+        command = list(getattr(args, "command", None) or [])
+        if command[:1] == ["--"]:
+            command = command[1:]
+        command = command or default_command(settings)
+        plan = plan_environment(settings, env, log, command)
         overlay = ensure_environment(settings, plan, env, log) if plan.key else None
         if args.action == "prepare":
             log.phase("prepare", f"ready: {overlay}" if overlay else "nothing to prepare")
             return 0
-        command = list(args.command)
-        if command[:1] == ["--"]:
-            command = command[1:]
-        handoff = plan_handoff(settings, command or None, env, overlay, plan.lib_path)
+        handoff = plan_handoff(settings, command, env, overlay, plan.lib_path)
         log.phase("exec", f"{handoff.describe()} (cwd {handoff.cwd})")
         execute(handoff)
     except ExtensibilityError as error:
@@ -113,8 +118,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 
 def _plan(settings: Settings, env: Mapping[str, str], log: Log, *, as_json: bool) -> int:
-    plan = plan_environment(settings, env, log)
     command = default_command(settings)
+    plan = plan_environment(settings, env, log, command)
+    protection = None
+    if plan.image is not None:
+        from extensibility.protection import resolve_protection
+
+        protection = resolve_protection(settings.protect, plan.server_module, plan.image)
     summary: dict[str, Any] = {
         "request": {"kind": plan.request.kind, "path": str(plan.request.path or ""),
                     "variable": plan.request.variable, "ignored": list(plan.request.ignored)},
@@ -123,6 +133,9 @@ def _plan(settings: Settings, env: Mapping[str, str], log: Log, *, as_json: bool
         "cache": _cache_state(settings, plan),
         "environment": str(plan.hit) if plan.hit else None,
         "default_command": command,
+        "protection": protection.describe() if protection else None,
+        "held": protection.constraint_lines() if protection else [],
+        "changes": _recorded_changes(settings, plan),
         "cwd": str(settings.app_root),
         "settings": {name: source for name, source in sorted(settings.sources.items())},
         "key_document": plan.document,
@@ -137,11 +150,28 @@ def _plan(settings: Settings, env: Mapping[str, str], log: Log, *, as_json: bool
         print(f"installer: {plan.installer}")
         print(f"key:       {plan.key}")
         print(f"cache:     {summary['cache']}")
+        print(f"protect:   {summary['protection']}")
+        if summary["held"]:
+            print(f"held:      {', '.join(summary['held'])}")
+        for change in summary["changes"] or ():
+            print(f"change:    {change}")
     print(f"command:   {' '.join(command)}  (cwd {settings.app_root})")
     if plan.document is not None:
         print("key document:")
         print(canonical_json(plan.document))
     return 0
+
+
+def _recorded_changes(settings: Settings, plan: EnvironmentPlan) -> list[str] | None:
+    """What the existing environment adds or overrides (known once it is built)."""
+    if plan.hit is None or plan.key is None:
+        return None
+    from extensibility.store import Store
+
+    for entry in Store(settings.cache_dir).entries():
+        if entry.key == plan.key and entry.origin:
+            return list(entry.origin.get("changes", []))
+    return None
 
 
 def _cache_state(settings: Settings, plan: EnvironmentPlan) -> str | None:

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
+import re
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from extensibility.errors import BuildInterrupted, InstallFailed
+from extensibility.errors import BuildInterrupted, CheckFailed, InstallFailed
 from extensibility.image import Image, current_image
 from extensibility.installers.choice import choose_installer
 from extensibility.key import canonical_json, differences, key_document, key_of
 from extensibility.log import Log
+from extensibility.protection import Protection, conflict, server_module
 from extensibility.request import LIB_PATH, REQUIREMENTS, Request, resolve_request
 from extensibility.requirements import RequirementsSpec, parse_requirements
 from extensibility.settings import Settings
@@ -37,13 +40,16 @@ class EnvironmentPlan:
     document: dict[str, Any] | None = None
     key: str | None = None
     hit: Path | None = None
+    server_module: str | None = None
 
     @property
     def lib_path(self) -> Path | None:
         return self.request.path if self.request.kind == LIB_PATH else None
 
 
-def plan_environment(settings: Settings, env: Mapping[str, str], log: Log) -> EnvironmentPlan:
+def plan_environment(settings: Settings, env: Mapping[str, str], log: Log,
+                     command: Sequence[str]) -> EnvironmentPlan:
+    """`command` is the server command: its package is what `server` protection holds."""
     request = resolve_request(settings)
     log.phase("inputs", request.describe())
     for variable in request.ignored:
@@ -54,13 +60,15 @@ def plan_environment(settings: Settings, env: Mapping[str, str], log: Log) -> En
     spec = parse_requirements(request.path, env)
     image = current_image()
     installer, uv_binary = choose_installer(settings.installer)
-    document = key_document(spec, image, installer, env)
+    module = server_module(command, env.get("PATH", os.defpath))
+    document = key_document(spec, image, installer, env, settings.protect, module)
     key = key_of(document)
     hit = Store(settings.cache_dir).lookup(key)
     log.phase("key", f"{key} ({len(spec.requirements)} requirements, "
               f"{len(spec.constraints)} constraints, installer {installer}): "
               f"{'hit' if hit else 'miss'}")
-    return EnvironmentPlan(request, spec, image, installer, uv_binary, document, key, hit)
+    return EnvironmentPlan(request, spec, image, installer, uv_binary, document, key, hit,
+                           module)
 
 
 def miss_reason(settings: Settings, plan: EnvironmentPlan) -> str:
@@ -128,9 +136,13 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
     assert plan.key is not None and plan.document is not None
     # imported here: the warm path never builds, so it never pays for these
     from extensibility.installers.base import InstallJob, make_installer
-    from extensibility.overlay import create_overlay
+    from extensibility.overlay import create_overlay, overlay_site_packages
+    from extensibility.protection import check_request, resolve_protection
 
     started = time.monotonic()
+    protection = resolve_protection(settings.protect, plan.server_module, plan.image)
+    log.phase("protect", protection.describe())
+    check_request(protection, plan.spec)  # a direct conflict fails before any install
     python = create_overlay(root, plan.image)
     work_dir = store.meta_dir(plan.key)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -139,12 +151,23 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
     installer = make_installer(plan.installer, plan.uv_binary)
     job = InstallJob(python=python, image=plan.image, image_python=sys.executable,
                      spec=plan.spec, work_dir=work_dir, timeout=settings.install_timeout,
-                     env=installer_environment(env, settings))
-    result = installer.install(job, log)
+                     env=installer_environment(env, settings),
+                     held=tuple(protection.constraint_lines()))
+    try:
+        result = installer.install(job, log)
+    except InstallFailed as failure:
+        _blame_held(protection, plan, failure)
+        raise
     seconds = time.monotonic() - started
-    shown = ", ".join(result.installed[:10]) + (", ..." if len(result.installed) > 10 else "")
-    log.phase("install", f"{len(result.installed)} packages in {seconds:.1f} s"
-              + (f": {shown}" if shown else ""))
+    log.phase("install", f"{len(result.installed)} packages in {seconds:.1f} s")
+    site_packages = overlay_site_packages(root)
+    changes = _changes(plan.image, site_packages)
+    for line in changes:
+        if protection.mode == "off" and " -> " in line:
+            log.warning("change", line)
+        else:
+            log.phase("change", line)
+    _check(settings, protection, python, site_packages, plan.image, log)
     _fault_pause(settings, "publish", log)
     store.publish(plan.key, canonical_json(plan.document), {
         "request_file": str(plan.request.path),
@@ -152,10 +175,61 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
         "installer": plan.installer,
         "image_python": sys.executable,
         "installed": list(result.installed),
-        "build_seconds": round(seconds, 3),
+        "changes": changes,
+        "protection": protection.describe(),
+        "build_seconds": round(time.monotonic() - started, 3),
         "created": time.time(),
     })
     log.phase("cache", f"{plan.key} complete")
+
+
+def _changes(image: Image, site_packages: Path) -> list[str]:
+    """One line per package the overlay adds or overrides."""
+    from extensibility.image import scan_distributions
+
+    lines = []
+    for name, version in sorted(scan_distributions(str(site_packages))):
+        before = image.distributions.get(name)
+        if before is None:
+            lines.append(f"+ {name} {version}")
+        elif before != version:
+            lines.append(f"{name} {before} -> {version} (overrides the image)")
+    return lines
+
+
+def _blame_held(protection: Protection, plan: EnvironmentPlan, failure: InstallFailed) -> None:
+    """An installer failure that names held packages is a conflict with the server."""
+    named = [h for n, h in protection.held.items() if re.search(rf"\b{re.escape(n)}\b",
+                                                               failure.message)]
+    if named:
+        assert plan.request.path is not None
+        raise conflict(protection, str(plan.request.path), "the request", named,
+                       detail=f"the installer said:\n{failure.message}") from failure
+
+
+def _check(settings: Settings, protection: Protection, python: Path, site_packages: Path,
+           image: Image, log: Log) -> None:
+    """Before the marker: overlay + image consistent, and the server still imports."""
+    from extensibility.consistency import new_problems, smoke_import
+
+    problems = new_problems([str(site_packages), *image.site_dirs], list(image.site_dirs))
+    if problems and protection.mode == "off":
+        for problem in problems:
+            log.warning("check", problem)
+    elif problems:
+        raise CheckFailed("the environment is inconsistent:\n  " + "\n  ".join(problems),
+                          fix="pin versions that satisfy these requirements, or set "
+                          "EXTENSIBILITY_PROTECT=off to accept them (at your own risk)")
+    if protection.module:
+        error = smoke_import(python, protection.module, settings.install_timeout)
+        if error is not None:
+            raise CheckFailed(f"the scoring server no longer imports in this environment "
+                              f"(import {protection.module}):\n{error}",
+                              fix="a package of the request shadows or breaks a module the "
+                              "server needs; remove or change it")
+        log.phase("check", f"consistent; import {protection.module} works")
+    else:
+        log.phase("check", "consistent")
 
 
 @contextlib.contextmanager

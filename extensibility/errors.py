@@ -58,6 +58,14 @@ class RequestNotSupported(InstallFailed):
     title = "request not supported"
 
 
+class RequestConflict(InstallFailed):
+    title = "conflicts with the scoring server"
+
+
+class CheckFailed(InstallFailed):
+    title = "environment check failed"
+
+
 class LockTimeout(ExtensibilityError):
     exit_code = 94
     title = "timed out waiting for another start"

@@ -43,7 +43,7 @@ class Image:
         """Per site folder, sorted `name==version`: the image's package set in the key."""
         listing: dict[str, list[str]] = {}
         for directory in self.site_dirs:
-            listing[directory] = sorted(f"{n}=={v}" for n, v in _scan(directory))
+            listing[directory] = sorted(f"{n}=={v}" for n, v in scan_distributions(directory))
         return listing
 
     def identity(self) -> dict[str, str]:
@@ -52,7 +52,7 @@ class Image:
                 "platform": self.platform}
 
     def _entries(self) -> list[tuple[str, str]]:
-        return [entry for directory in self.site_dirs for entry in _scan(directory)]
+        return [entry for directory in self.site_dirs for entry in scan_distributions(directory)]
 
 
 def canonical_name(name: str) -> str:
@@ -72,7 +72,7 @@ def current_image() -> Image:
     )
 
 
-def _scan(directory: str) -> list[tuple[str, str]]:
+def scan_distributions(directory: str) -> list[tuple[str, str]]:
     entries: list[tuple[str, str]] = []
     try:
         names = os.listdir(directory)

@@ -32,10 +32,12 @@ _PRESENTATION_VARIABLES = {
 
 
 def key_document(spec: RequirementsSpec, image: Image, installer: str,
-                 env: Mapping[str, str]) -> dict[str, Any]:
+                 env: Mapping[str, str], protect: str, server_module: str | None,
+                 ) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "installer": installer,
+        "protection": {"mode": protect, "server_module": server_module},
         "interpreter": image.identity(),
         "image": image.distribution_listing(),
         "request": {

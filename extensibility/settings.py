@@ -80,6 +80,10 @@ SETTINGS: tuple[Setting, ...] = (
             choices=INSTALLER_CHOICES),
     Setting("lock_timeout", "EXTENSIBILITY_LOCK_TIMEOUT", "1800",
             "Seconds to wait for another start that is building the same environment."),
+    Setting("protect", "EXTENSIBILITY_PROTECT", "server",
+            "What the request may not change: server (the scoring server's dependency closure "
+            "as installed in the image), image (every image package), or off.",
+            choices=("server", "image", "off")),
     Setting("install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT", "1800",
             "Seconds an installer may run before it is stopped and the start fails (exit 95)."),
     Setting("retries", "EXTENSIBILITY_RETRIES", "3",
@@ -115,6 +119,7 @@ class Settings:
     cache_dir: Path
     installer: str
     lock_timeout: float
+    protect: str
     install_timeout: float
     retries: int
     gc_max_age: float | None
@@ -161,6 +166,7 @@ class Settings:
             cache_dir=Path(_required(raw, "cache_dir")).absolute(),
             installer=_required(raw, "installer"),
             lock_timeout=_seconds(raw, "lock_timeout", "EXTENSIBILITY_LOCK_TIMEOUT"),
+            protect=_required(raw, "protect"),
             install_timeout=_seconds(raw, "install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT"),
             retries=_count(_required(raw, "retries"), "EXTENSIBILITY_RETRIES"),
             gc_max_age=_optional(raw["gc_max_age"], parse_duration, "EXTENSIBILITY_GC_MAX_AGE"),

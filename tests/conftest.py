@@ -48,6 +48,13 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_wheel(folder, "framework", "1.0")
     build_wheel(folder, "framework", "2.0")
     build_wheel(folder, "needs-framework", "1.0", requires=["framework>=1.0"])
+    # against the scoring server (it requires certifi>=2024.7.4): an old certifi that still
+    # imports, a package needing it, and one that shadows a module the server imports
+    build_wheel(folder, "certifi", "2020.1.1", modules={
+        "certifi/__init__.py": "def where():\n    return '/etc/ssl/certs/ca-certificates.crt'\n"})
+    build_wheel(folder, "needs-old-certifi", "1.0", requires=["certifi<2021"])
+    build_wheel(folder, "breaks-cors", "1.0", modules={
+        "flask_cors/__init__.py": "raise ImportError('flask_cors broken on purpose')\n"})
     return folder
 
 

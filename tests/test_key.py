@@ -25,7 +25,8 @@ def key_for(tmp_path: Path, text: str, image: Image, installer: str = "uv",
             env: dict[str, str] | None = None) -> tuple[str, dict[str, object]]:
     path = tmp_path / "requirements.txt"
     path.write_text(text)
-    document = key_document(parse_requirements(path, {}), image, installer, env or {})
+    document = key_document(parse_requirements(path, {}), image, installer, env or {}, "server",
+                            "server.main")
     return key_of(document), document
 
 

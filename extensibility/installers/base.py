@@ -21,6 +21,7 @@ class InstallJob:
     work_dir: Path  # where request files and the build log are written
     env: Mapping[str, str]  # the installer's environment (the user's PIP_*/UV_* included)
     timeout: float  # seconds each installer run may take
+    held: tuple[str, ...] = ()  # "name==version" constraints protecting the server
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ def write_request_files(job: InstallJob) -> tuple[Path, Path | None]:
     requirements = job.work_dir / "requirements.txt"
     requirements.write_text("".join(r.installer_line() + "\n" for r in job.spec.requirements),
                             encoding="utf-8")
-    if not job.spec.constraints:
+    lines = [r.installer_line() for r in job.spec.constraints] + list(job.held)
+    if not lines:
         return requirements, None
     constraints = job.work_dir / "constraints.txt"
-    constraints.write_text("".join(r.installer_line() + "\n" for r in job.spec.constraints),
-                           encoding="utf-8")
+    constraints.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return requirements, constraints

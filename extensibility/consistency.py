@@ -1,0 +1,57 @@
+"""After a build, before its marker: is overlay + image consistent, does the server import?
+
+The dependency check is pip check's, done in-process over the overlay's import path (the
+overlay's site-packages, then the image's), so it also covers packages only in the image.
+Problems the image already had are not blamed on the request.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+from extensibility.image import canonical_name
+
+
+def dependency_problems(paths: Sequence[str]) -> list[str]:
+    """`pip check`'s findings for an import path: missing or unsatisfied requirements."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    installed: dict[str, metadata.Distribution] = {}
+    for dist in metadata.distributions(path=list(paths)):
+        installed.setdefault(canonical_name(dist.metadata["Name"] or ""), dist)
+    problems: list[str] = []
+    for name, dist in sorted(installed.items()):
+        for text in dist.requires or ():
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            found = installed.get(canonical_name(requirement.name))
+            if found is None:
+                problems.append(f"{name} {dist.version} requires {requirement}, "
+                                "which is not installed")
+            elif not requirement.specifier.contains(found.version, prereleases=True):
+                problems.append(f"{name} {dist.version} requires {requirement}, "
+                                f"but {canonical_name(requirement.name)} {found.version} "
+                                "is installed")
+    return problems
+
+
+def new_problems(overlay_paths: Sequence[str], image_paths: Sequence[str]) -> list[str]:
+    baseline = set(dependency_problems(image_paths))
+    return [p for p in dependency_problems(overlay_paths) if p not in baseline]
+
+
+def smoke_import(python: Path, module: str, timeout: float) -> str | None:
+    """Import the server's module with the overlay's interpreter; the error text, or None."""
+    completed = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True,
+                               text=True, timeout=timeout, check=False,
+                               stdin=subprocess.DEVNULL)
+    if completed.returncode == 0:
+        return None
+    return (completed.stderr or completed.stdout).strip()[-3000:]

@@ -1,0 +1,101 @@
+"""The user's packages must not break the scoring server (real server, both installers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import StartServer, contract_env, run_entrypoint
+from tests.support import Image, Index
+
+pytestmark = pytest.mark.slow
+INSTALLERS = ["uv", "pip"]
+
+
+def env_for(tmp_path: Path, image: Image, app: Path, cache: Path, index: Index, lines: str,
+            **extra: str) -> dict[str, str]:
+    (app / "requirements.txt").write_text(f"--index-url {index.url}\n{lines}\n")
+    return contract_env(tmp_path, image, app, cache,
+                        AZUREML_EXTRA_REQUIREMENTS_TXT="requirements.txt", **extra)
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_pin_against_the_server_is_refused_naming_both_sides(
+    installer: str, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+) -> None:
+    env = env_for(tmp_path, image, app, cache, index, "greeting\ncertifi==2020.1.1",
+                  EXTENSIBILITY_INSTALLER=installer)
+    result = run_entrypoint(image, env, "prepare")
+    assert result.returncode == 95, result.stderr
+    assert f"{app / 'requirements.txt'}:3: 'certifi==2020.1.1' conflicts" in result.stderr
+    assert "azureml-inference-server-http 1.5.1 requires certifi>=2024.7.4" in result.stderr
+    assert "EXTENSIBILITY_PROTECT=off" in result.stderr
+    assert "running" not in result.stderr  # refused before any install
+    assert not list(cache.glob("envs/*"))
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_transitive_conflict_is_refused_with_the_installers_words(
+    installer: str, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+) -> None:
+    env = env_for(tmp_path, image, app, cache, index, "needs-old-certifi",
+                  EXTENSIBILITY_INSTALLER=installer)
+    result = run_entrypoint(image, env, "prepare")
+    assert result.returncode == 95, result.stderr
+    assert "conflicts with packages held for the scoring server" in result.stderr
+    assert "certifi==" in result.stderr and "needs-old-certifi" in result.stderr
+    assert not list(cache.glob("envs/*"))
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_off_mode_accepts_the_override_with_warnings_and_the_server_still_serves(
+    installer: str, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    start_server: StartServer,
+) -> None:
+    env = env_for(tmp_path, image, app, cache, index, "greeting\ncertifi==2020.1.1",
+                  EXTENSIBILITY_INSTALLER=installer, EXTENSIBILITY_PROTECT="off")
+    server = start_server(image, env)
+    assert server.score({}).json() == {"greeting": "HELLO WORLD"}
+    log = server.output()
+    assert "WARNING change: certifi " in log and "-> 2020.1.1 (overrides the image)" in log
+    assert "WARNING check: azureml-inference-server-http 1.5.1 requires certifi>=2024.7.4" in log
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_an_unrelated_upgrade_is_allowed_and_shown(
+    installer: str, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+) -> None:
+    env = env_for(tmp_path, image, app, cache, index, "framework==2.0",
+                  EXTENSIBILITY_INSTALLER=installer)
+    result = run_entrypoint(image, env, "prepare")
+    assert result.returncode == 0, result.stderr
+    assert "change: framework 1.0 -> 2.0 (overrides the image)" in result.stderr
+    assert "check: consistent; import azureml_inference_server_http.amlserver works" in \
+        result.stderr
+    plan = json.loads(run_entrypoint(image, env, "plan", "--json").stdout)
+    assert plan["changes"] == ["framework 1.0 -> 2.0 (overrides the image)"]
+    assert "flask==3.1.3" in plan["held"]
+
+
+def test_image_mode_holds_every_image_package(image: Image, app: Path, cache: Path,
+                                              index: Index, tmp_path: Path) -> None:
+    env = env_for(tmp_path, image, app, cache, index, "framework==2.0",
+                  EXTENSIBILITY_PROTECT="image")
+    result = run_entrypoint(image, env, "prepare")
+    assert result.returncode == 95, result.stderr
+    assert "framework==1.0 is held: it is part of the image" in result.stderr
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_package_that_breaks_the_server_import_is_caught(
+    installer: str, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+) -> None:
+    env = env_for(tmp_path, image, app, cache, index, "breaks-cors",
+                  EXTENSIBILITY_INSTALLER=installer)
+    result = run_entrypoint(image, env, "run")
+    assert result.returncode == 95, result.stderr
+    assert "the scoring server no longer imports" in result.stderr
+    assert "flask_cors broken on purpose" in result.stderr
+    assert not list(cache.glob("envs/*"))
