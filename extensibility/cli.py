@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         "without starting it. The command matters: its package is what is protected.")
     prepare.add_argument("command", nargs=argparse.REMAINDER,
                          help="server command, after `--`, as it will be given to `run`")
+    doctor = commands.add_parser(
+        "doctor", help="check the interpreter, installers, cache folder, server command and "
+        "request; print a fix for each problem (exit 1 if any)")
+    doctor.add_argument("command", nargs=argparse.REMAINDER,
+                        help="server command, after `--` (default: azmlinfsrv ...)")
     listing = commands.add_parser("ls", help="list the cached environments")
     listing.add_argument("--json", action="store_true", help="print the list as JSON")
     clean = commands.add_parser(
@@ -89,14 +94,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         log.fmt = settings.log_format
         if args.action == "plan":
             return _plan(settings, env, log, as_json=args.json)
+        if args.action == "doctor":
+            from extensibility.doctor import diagnose, report
+
+            findings = diagnose(settings, env, _command(args, settings))
+            print(report(findings))
+            return 0 if all(f.ok for f in findings) else 1
         if args.action == "ls":
             return _list(settings, as_json=args.json)
         if args.action == "gc":
             return _collect(settings, args, log)
-        command = list(getattr(args, "command", None) or [])
-        if command[:1] == ["--"]:
-            command = command[1:]
-        command = command or default_command(settings)
+        command = _command(args, settings)
         plan = plan_environment(settings, env, log, command)
         overlay = ensure_environment(settings, plan, env, log) if plan.key else None
         if args.action == "prepare":
@@ -115,6 +123,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         sys.stderr.write("extensibility: internal error (the traceback above is for a bug "
                          "report)\n")
         return INTERNAL_ERROR
+
+
+def _command(args: argparse.Namespace, settings: Settings) -> list[str]:
+    command = list(getattr(args, "command", None) or [])
+    if command[:1] == ["--"]:
+        command = command[1:]
+    return command or default_command(settings)
 
 
 def _plan(settings: Settings, env: Mapping[str, str], log: Log, *, as_json: bool) -> int:

@@ -198,13 +198,22 @@ def _changes(image: Image, site_packages: Path) -> list[str]:
 
 
 def _blame_held(protection: Protection, plan: EnvironmentPlan, failure: InstallFailed) -> None:
-    """An installer failure that names held packages is a conflict with the server."""
-    named = [h for n, h in protection.held.items() if re.search(rf"\b{re.escape(n)}\b",
-                                                               failure.message)]
-    if named:
-        assert plan.request.path is not None
-        raise conflict(protection, str(plan.request.path), "the request", named,
-                       detail=f"the installer said:\n{failure.message}") from failure
+    """An installer failure that names held packages is a conflict with the server; the
+    user's lines the installer names are cited (file and line)."""
+    assert plan.spec is not None
+    named = [h for n, h in protection.held.items() if _mentions(failure.message, n)]
+    if not named:
+        return
+    culprits = [r for r in plan.spec.requirements
+                if r.name and r.name not in protection.held and _mentions(failure.message, r.name)]
+    where = ", ".join(str(r.origin) for r in culprits) or str(plan.request.path)
+    text = "; ".join(r.origin.text for r in culprits) or "the request"
+    raise conflict(protection, where, text, named,
+                   detail=f"the installer said:\n{failure.message}") from failure
+
+
+def _mentions(text: str, name: str) -> bool:
+    return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text, re.IGNORECASE) is not None
 
 
 def _check(settings: Settings, protection: Protection, python: Path, site_packages: Path,

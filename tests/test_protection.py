@@ -44,8 +44,9 @@ def test_a_transitive_conflict_is_refused_with_the_installers_words(
                   EXTENSIBILITY_INSTALLER=installer)
     result = run_entrypoint(image, env, "prepare")
     assert result.returncode == 95, result.stderr
-    assert "conflicts with packages held for the scoring server" in result.stderr
-    assert "certifi==" in result.stderr and "needs-old-certifi" in result.stderr
+    assert f"{app / 'requirements.txt'}:2: 'needs-old-certifi' conflicts with packages held " \
+        "for the scoring server" in result.stderr
+    assert "certifi==" in result.stderr and "the installer said" in result.stderr
     assert not list(cache.glob("envs/*"))
 
 
@@ -99,3 +100,31 @@ def test_a_package_that_breaks_the_server_import_is_caught(
     assert "the scoring server no longer imports" in result.stderr
     assert "flask_cors broken on purpose" in result.stderr
     assert not list(cache.glob("envs/*"))
+
+
+def test_doctor_on_a_healthy_set_up(image: Image, app: Path, cache: Path, index: Index,
+                                    tmp_path: Path) -> None:
+    env = env_for(tmp_path, image, app, cache, index, "greeting")
+    result = run_entrypoint(image, env, "doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    items = [line.split()[1].rstrip(":") for line in result.stdout.splitlines()]
+    assert items == ["interpreter", "pip", "uv", "installer", "cache", "server", "request"]
+    assert "FAIL" not in result.stdout
+    assert "module azureml_inference_server_http.amlserver of azureml-inference-server-http" \
+        in result.stdout
+
+
+def test_doctor_names_each_fault_and_its_fix(image: Image, app: Path, cache: Path,
+                                            tmp_path: Path) -> None:
+    cache.mkdir(mode=0o777)
+    cache.chmod(0o777)  # world-writable: anyone could change what runs
+    env = contract_env(tmp_path, image, app, cache,
+                       AZUREML_EXTRA_REQUIREMENTS_TXT="missing.txt")
+    result = run_entrypoint(image, env, "doctor", "--", "no-such-server")
+    assert result.returncode == 1
+    failed = {line.split()[1].rstrip(":"): line for line in result.stdout.splitlines()
+              if line.startswith("FAIL")}
+    assert set(failed) == {"cache", "server", "request"}
+    assert "writable by other users" in failed["cache"]
+    assert result.stdout.count("fix:") == 3
+    assert f"chmod go-w {cache}" in result.stdout

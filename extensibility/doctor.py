@@ -1,0 +1,146 @@
+"""`extensibility doctor`: check the set-up a start depends on, and say how to fix each fault."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+
+from extensibility.errors import ExtensibilityError
+from extensibility.image import current_image
+from extensibility.installers.choice import choose_installer, find_uv
+from extensibility.protection import resolve_protection, server_module
+from extensibility.request import REQUIREMENTS, resolve_request
+from extensibility.settings import Settings
+from extensibility.store import Store
+
+LOW_SPACE = 1 << 30  # a typical set of ML wheels needs more than this
+
+
+@dataclass(frozen=True)
+class Finding:
+    item: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+def diagnose(settings: Settings, env: Mapping[str, str], command: Sequence[str]) -> list[Finding]:
+    checks: list[tuple[str, Callable[[], Finding]]] = [
+        ("interpreter", _interpreter), ("pip", _pip), ("uv", _uv),
+        ("installer", lambda: _installer(settings)), ("cache", lambda: _cache(settings)),
+        ("server", lambda: _server(settings, env, command)),
+        ("request", lambda: _request(settings, env)),
+    ]
+    findings = []
+    for item, check in checks:
+        try:
+            findings.append(check())
+        except ExtensibilityError as error:  # the same failure a start would stop on
+            findings.append(Finding(item, False, error.message, error.fix))
+    return findings
+
+
+def _interpreter() -> Finding:
+    image = current_image()
+    kind = "venv" if sys.prefix != sys.base_prefix else (
+        "conda env" if os.path.isdir(os.path.join(sys.prefix, "conda-meta")) else "system install")
+    return Finding("interpreter", True,
+                   f"{sys.executable} (Python {image.version}, {kind}); "
+                   f"{len(image.distributions)} packages in {', '.join(image.site_dirs)}")
+
+
+def _pip() -> Finding:
+    try:
+        return Finding("pip", True, f"pip {metadata.version('pip')}")
+    except metadata.PackageNotFoundError:
+        return Finding("pip", False, "pip is not installed in the image's Python",
+                       "install pip into the image (it is a dependency of this package)")
+
+
+def _uv() -> Finding:
+    uv = find_uv()
+    if uv is None:
+        return Finding("uv", True, "not installed: pip will be used (install the `uv` extra "
+                       "for faster cold starts)")
+    version = subprocess.run([uv, "--version"], capture_output=True, text=True, check=False)
+    if version.returncode != 0:
+        return Finding("uv", False, f"{uv} does not run: {version.stderr.strip()}",
+                       "reinstall uv, or set EXTENSIBILITY_INSTALLER=pip")
+    return Finding("uv", True, f"{version.stdout.strip()} at {uv}")
+
+
+def _installer(settings: Settings) -> Finding:
+    name, _ = choose_installer(settings.installer)
+    return Finding("installer", True, f"{name} (EXTENSIBILITY_INSTALLER={settings.installer})")
+
+
+def _cache(settings: Settings) -> Finding:
+    folder = settings.cache_dir
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    info = existing.stat()
+    if existing != folder and not os.access(existing, os.W_OK | os.X_OK):
+        return Finding("cache", False, f"{folder} does not exist and {existing} is not writable",
+                       "create the folder for this user, or set EXTENSIBILITY_CACHE_DIR")
+    if existing == folder:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return Finding("cache", False, f"{folder} is not writable by uid {os.getuid()}",
+                           f"chown {os.getuid()} {folder}, or set EXTENSIBILITY_CACHE_DIR")
+        if info.st_mode & 0o022:
+            return Finding("cache", False, f"{folder} is writable by other users "
+                           f"(mode {info.st_mode & 0o777:o}): they could change what runs",
+                           f"chmod go-w {folder}")
+        if info.st_uid != os.getuid():
+            return Finding("cache", False, f"{folder} belongs to uid {info.st_uid}, not to "
+                           f"this user ({os.getuid()})", f"chown {os.getuid()} {folder}")
+    free = shutil.disk_usage(existing).free
+    entries = Store(folder).entries()
+    incomplete = sum(not e.complete for e in entries)
+    detail = (f"{folder}: {len(entries)} environments ({incomplete} incomplete), "
+              f"{free / 2**30:.1f} GiB free")
+    if free < LOW_SPACE:
+        return Finding("cache", False, detail, "free space, or run `extensibility gc "
+                       "--max-size ...`, or use a larger volume")
+    return Finding("cache", True, detail)
+
+
+def _server(settings: Settings, env: Mapping[str, str], command: Sequence[str]) -> Finding:
+    path = env.get("PATH", os.defpath)
+    program = shutil.which(command[0], path=path) or shutil.which(
+        command[0], path=os.path.dirname(sys.executable))
+    if program is None:
+        return Finding("server", False, f"{command[0]!r} is not on PATH nor next to "
+                       f"{sys.executable}", "install azureml-inference-server-http into the "
+                       "image, or give the server command after `--`")
+    module = server_module(command, path)
+    if module is None:
+        return Finding("server", True, f"{' '.join(command)} -> {program} (not a Python console "
+                       "script: `server` protection holds nothing for it)")
+    protection = resolve_protection(settings.protect, module, current_image())
+    return Finding("server", True, f"{' '.join(command)} -> {program}, module {module} of "
+                   f"{protection.server or 'an unknown package'}; protect {protection.describe()}")
+
+
+def _request(settings: Settings, env: Mapping[str, str]) -> Finding:
+    request = resolve_request(settings)
+    if request.kind == REQUIREMENTS:
+        from extensibility.requirements import parse_requirements
+
+        assert request.path is not None
+        spec = parse_requirements(request.path, env)
+        return Finding("request", True, f"{request.describe()}: {len(spec.requirements)} "
+                       "requirements read")
+    return Finding("request", True, request.describe())
+
+
+def report(findings: Sequence[Finding]) -> str:
+    lines = []
+    for finding in findings:
+        lines.append(f"{'ok  ' if finding.ok else 'FAIL'}  {finding.item}: {finding.detail}")
+        if finding.fix and not finding.ok:
+            lines.append(f"      fix: {finding.fix}")
+    return "\n".join(lines)
