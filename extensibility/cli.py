@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="server command and arguments, after `--`")
     plan = commands.add_parser("plan", help="show what a start would do, without installing")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument("command", nargs=argparse.REMAINDER,
+                      help="server command, after `--`, as it will be given to `run`")
     prepare = commands.add_parser(
         "prepare", help="build the environment and exit (image build time, init containers)",
         description="Build the environment for the server COMMAND (default: azmlinfsrv), "
@@ -93,7 +95,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         settings = Settings.from_environ(env)
         log.fmt = settings.log_format
         if args.action == "plan":
-            return _plan(settings, env, log, as_json=args.json)
+            return _plan(settings, env, log, _command(args, settings), as_json=args.json)
         if args.action == "doctor":
             from extensibility.doctor import diagnose, report
 
@@ -132,8 +134,8 @@ def _command(args: argparse.Namespace, settings: Settings) -> list[str]:
     return command or default_command(settings)
 
 
-def _plan(settings: Settings, env: Mapping[str, str], log: Log, *, as_json: bool) -> int:
-    command = default_command(settings)
+def _plan(settings: Settings, env: Mapping[str, str], log: Log, command: list[str], *,
+          as_json: bool) -> int:
     plan = plan_environment(settings, env, log, command)
     protection = None
     if plan.image is not None:
@@ -147,7 +149,7 @@ def _plan(settings: Settings, env: Mapping[str, str], log: Log, *, as_json: bool
         "key": plan.key,
         "cache": _cache_state(settings, plan),
         "environment": str(plan.hit) if plan.hit else None,
-        "default_command": command,
+        "command": command,
         "protection": protection.describe() if protection else None,
         "held": protection.constraint_lines() if protection else [],
         "changes": _recorded_changes(settings, plan),

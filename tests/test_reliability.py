@@ -113,7 +113,7 @@ def test_different_keys_build_in_parallel(image: Image, tmp_path: Path, cache: P
 def test_lock_wait_has_a_timeout(image: Image, app: Path, cache: Path, index: Index,
                                  tmp_path: Path) -> None:
     env = env_for(tmp_path, image, app, cache, index.url, EXTENSIBILITY_LOCK_TIMEOUT="1")
-    key = json.loads(run_entrypoint(image, env, "plan", "--json").stdout)["key"]
+    key = json.loads(run_entrypoint(image, env, "plan", "--json", "--", "true").stdout)["key"]
     (cache / "locks").mkdir(parents=True)
     holder = subprocess.Popen(
         [str(image.python), "-c", "import filelock, sys, time\n"
@@ -197,7 +197,7 @@ def test_sigterm_during_install_stops_the_installer_and_cleans_up(
 def test_a_damaged_environment_is_rebuilt_not_used(image: Image, app: Path, cache: Path,
                                                    index: Index, tmp_path: Path) -> None:
     env = env_for(tmp_path, image, app, cache, index.url)
-    assert run_entrypoint(image, env, "prepare").returncode == 0
+    assert run_entrypoint(image, env, "prepare", "--", "python", "-c", PROBE).returncode == 0
     [environment] = complete_envs(cache)
     (environment / "bin" / "python").unlink()
     result = run_entrypoint(image, env, "run", "--", "python", "-c", PROBE)
@@ -275,7 +275,7 @@ def test_a_full_disk_fails_cleanly_and_keeps_existing_environments(
     (app / "big.txt").write_text(f"--no-index\n--find-links {wheels}\nbigpkg\n")
     small = contract_env(tmp_path, image, app, cache, AZUREML_EXTRA_REQUIREMENTS_TXT="small.txt")
     big = contract_env(tmp_path, image, app, cache, AZUREML_EXTRA_REQUIREMENTS_TXT="big.txt")
-    assert run_entrypoint(image, small, "prepare").returncode == 0
+    assert run_entrypoint(image, small, "prepare", "--", "python", "-c", PROBE).returncode == 0
     [existing] = complete_envs(cache)
 
     result = run_entrypoint(image, big, "run", "--", "true")
@@ -298,8 +298,9 @@ def test_ls_and_gc_remove_least_recently_used_never_in_use(
         app = tmp_path / name
         app.mkdir()
         envs[name] = env_for(tmp_path, image, app, cache, index.url, name)
-        assert run_entrypoint(image, envs[name], "prepare").returncode == 0
-        keys[name] = json.loads(run_entrypoint(image, envs[name], "plan", "--json").stdout)["key"]
+        assert run_entrypoint(image, envs[name], "prepare", "--", "sleep", "60").returncode == 0
+        keys[name] = json.loads(run_entrypoint(image, envs[name], "plan", "--json", "--",
+                                               "sleep", "60").stdout)["key"]
     user = start(image, envs["tinydep"], "sleep", "60")  # in use, and will look old
     wait_for(lambda: Path(f"/proc/{user.pid}/cmdline").read_bytes().startswith(b"sleep"), 60,
              "the start to exec into its environment")
