@@ -47,11 +47,19 @@ def new_problems(overlay_paths: Sequence[str], image_paths: Sequence[str]) -> li
     return [p for p in dependency_problems(overlay_paths) if p not in baseline]
 
 
-def smoke_import(python: Path, module: str, timeout: float) -> str | None:
-    """Import the server's module with the overlay's interpreter; the error text, or None."""
-    completed = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True,
-                               text=True, timeout=timeout, check=False,
-                               stdin=subprocess.DEVNULL)
-    if completed.returncode == 0:
-        return None
-    return (completed.stderr or completed.stdout).strip()[-3000:]
+def start_smoke_import(python: Path, module: str) -> subprocess.Popen[str]:
+    """Import the server's module with the overlay's interpreter, in the background (it takes
+    as long as the server's own imports; the dependency check runs meanwhile)."""
+    return subprocess.Popen([str(python), "-c", f"import {module}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+
+
+def smoke_import_error(process: subprocess.Popen[str], timeout: float) -> str | None:
+    """The import's error text, or None when it worked."""
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return f"the import did not finish within {timeout:.0f} s"
+    return None if process.returncode == 0 else output.strip()[-3000:]

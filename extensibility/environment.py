@@ -219,26 +219,29 @@ def _mentions(text: str, name: str) -> bool:
 def _check(settings: Settings, protection: Protection, python: Path, site_packages: Path,
            image: Image, log: Log) -> None:
     """Before the marker: overlay + image consistent, and the server still imports."""
-    from extensibility.consistency import new_problems, smoke_import
+    from extensibility.consistency import new_problems, smoke_import_error, start_smoke_import
 
-    problems = new_problems([str(site_packages), *image.site_dirs], list(image.site_dirs))
-    if problems and protection.mode == "off":
+    smoke = start_smoke_import(python, protection.module) if protection.module else None
+    try:
+        problems = new_problems([str(site_packages), *image.site_dirs], list(image.site_dirs))
+        if problems and protection.mode != "off":
+            raise CheckFailed("the environment is inconsistent:\n  " + "\n  ".join(problems),
+                              fix="pin versions that satisfy these requirements, or set "
+                              "EXTENSIBILITY_PROTECT=off to accept them (at your own risk)")
         for problem in problems:
             log.warning("check", problem)
-    elif problems:
-        raise CheckFailed("the environment is inconsistent:\n  " + "\n  ".join(problems),
-                          fix="pin versions that satisfy these requirements, or set "
-                          "EXTENSIBILITY_PROTECT=off to accept them (at your own risk)")
-    if protection.module:
-        error = smoke_import(python, protection.module, settings.install_timeout)
-        if error is not None:
-            raise CheckFailed(f"the scoring server no longer imports in this environment "
-                              f"(import {protection.module}):\n{error}",
-                              fix="a package of the request shadows or breaks a module the "
-                              "server needs; remove or change it")
-        log.phase("check", f"consistent; import {protection.module} works")
-    else:
-        log.phase("check", "consistent")
+        error = smoke_import_error(smoke, settings.install_timeout) if smoke else None
+    finally:
+        if smoke is not None and smoke.poll() is None:  # not needed after a failure
+            smoke.kill()
+            smoke.wait()
+    if error is not None:
+        raise CheckFailed(f"the scoring server no longer imports in this environment "
+                          f"(import {protection.module}):\n{error}",
+                          fix="a package of the request shadows or breaks a module the "
+                          "server needs; remove or change it")
+    log.phase("check", f"consistent; import {protection.module} works" if smoke
+              else "consistent")
 
 
 @contextlib.contextmanager

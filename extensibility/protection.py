@@ -14,12 +14,15 @@ import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extensibility.errors import RequestConflict
 from extensibility.image import Image, canonical_name
 from extensibility.requirements import RequirementsSpec
+
+if TYPE_CHECKING:  # importlib.metadata costs milliseconds the warm path does not spend
+    from importlib import metadata
 
 MODES = ("server", "image", "off")
 _SCRIPT_IMPORT_RE = re.compile(rb"^from ([A-Za-z_][\w.]*) import ", re.MULTILINE)
@@ -121,6 +124,8 @@ def conflict(protection: Protection, where: str, text: str, held: Iterable[Held]
 
 
 def _image_distributions(image: Image) -> dict[str, metadata.Distribution]:
+    from importlib import metadata
+
     found: dict[str, metadata.Distribution] = {}
     for dist in metadata.distributions(path=list(image.site_dirs)):
         name = canonical_name(dist.metadata["Name"] or "")
