@@ -9,20 +9,19 @@ import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from extensibility import __version__
-from extensibility.environment import (
-    EnvironmentPlan,
-    ensure_environment,
-    miss_reason,
-    plan_environment,
-)
 from extensibility.errors import ExtensibilityError
 from extensibility.handoff import default_command, execute, plan_handoff
-from extensibility.key import canonical_json
 from extensibility.log import Log
+from extensibility.request import LIB_PATH, REQUIREMENTS, Request, log_request, resolve_request
 from extensibility.settings import Settings, parse_duration, parse_size
+from extensibility.warm import remember, warm_start
+
+if TYPE_CHECKING:
+    from extensibility.environment import EnvironmentPlan
 
 INTERNAL_ERROR = 1
 
@@ -107,12 +106,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if args.action == "gc":
             return _collect(settings, args, log)
         command = _command(args, settings)
-        plan = plan_environment(settings, env, log, command)
-        overlay = ensure_environment(settings, plan, env, log) if plan.key else None
+        request = resolve_request(settings)
+        log_request(request, log)
+        overlay = _environment(settings, request, env, command, log)
         if args.action == "prepare":
             log.phase("prepare", f"ready: {overlay}" if overlay else "nothing to prepare")
             return 0
-        handoff = plan_handoff(settings, command, env, overlay, plan.lib_path)
+        lib_path = request.path if request.kind == LIB_PATH else None
+        handoff = plan_handoff(settings, command, env, overlay, lib_path)
         log.phase("exec", f"{handoff.describe()} (cwd {handoff.cwd})")
         execute(handoff)
     except ExtensibilityError as error:
@@ -127,6 +128,23 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return INTERNAL_ERROR
 
 
+def _environment(settings: Settings, request: Request, env: Mapping[str, str],
+                 command: list[str], log: Log) -> Path | None:
+    """The overlay to run in (None: the image's Python as it is). An unchanged request takes
+    the warm shortcut; anything else computes the full key, and builds on a miss."""
+    if request.kind != REQUIREMENTS:
+        return None
+    found = warm_start(settings, request, env, command, log)
+    if found is not None:
+        return found
+    from extensibility.environment import ensure_environment, plan_environment
+
+    plan = plan_environment(settings, request, env, log, command)
+    overlay = ensure_environment(settings, plan, env, log)
+    remember(settings, env, plan)
+    return overlay
+
+
 def _command(args: argparse.Namespace, settings: Settings) -> list[str]:
     command = list(getattr(args, "command", None) or [])
     if command[:1] == ["--"]:
@@ -136,7 +154,11 @@ def _command(args: argparse.Namespace, settings: Settings) -> list[str]:
 
 def _plan(settings: Settings, env: Mapping[str, str], log: Log, command: list[str], *,
           as_json: bool) -> int:
-    plan = plan_environment(settings, env, log, command)
+    from extensibility.environment import plan_environment
+
+    request = resolve_request(settings)
+    log_request(request, log)
+    plan = plan_environment(settings, request, env, log, command)
     protection = None
     if plan.image is not None:
         from extensibility.protection import resolve_protection
@@ -174,6 +196,8 @@ def _plan(settings: Settings, env: Mapping[str, str], log: Log, command: list[st
             print(f"change:    {change}")
     print(f"command:   {' '.join(command)}  (cwd {settings.app_root})")
     if plan.document is not None:
+        from extensibility.key import canonical_json
+
         print("key document:")
         print(canonical_json(plan.document))
     return 0
@@ -192,6 +216,8 @@ def _recorded_changes(settings: Settings, plan: EnvironmentPlan) -> list[str] | 
 
 
 def _cache_state(settings: Settings, plan: EnvironmentPlan) -> str | None:
+    from extensibility.environment import miss_reason
+
     if plan.key is None:
         return None
     if plan.hit:

@@ -13,8 +13,9 @@ from importlib import metadata
 from extensibility.errors import ExtensibilityError
 from extensibility.image import current_image
 from extensibility.installers.choice import choose_installer, find_uv
-from extensibility.protection import resolve_protection, server_module
+from extensibility.protection import resolve_protection
 from extensibility.request import REQUIREMENTS, resolve_request
+from extensibility.server_command import server_module
 from extensibility.settings import Settings
 from extensibility.store import Store
 

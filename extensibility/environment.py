@@ -23,9 +23,10 @@ from extensibility.image import Image, current_image
 from extensibility.installers.choice import choose_installer
 from extensibility.key import canonical_json, differences, key_document, key_of
 from extensibility.log import Log
-from extensibility.protection import Protection, conflict, server_module
-from extensibility.request import LIB_PATH, REQUIREMENTS, Request, resolve_request
+from extensibility.protection import Protection, conflict
+from extensibility.request import LIB_PATH, REQUIREMENTS, Request
 from extensibility.requirements import RequirementsSpec, parse_requirements
+from extensibility.server_command import server_module
 from extensibility.settings import Settings
 from extensibility.store import Store
 
@@ -47,13 +48,9 @@ class EnvironmentPlan:
         return self.request.path if self.request.kind == LIB_PATH else None
 
 
-def plan_environment(settings: Settings, env: Mapping[str, str], log: Log,
+def plan_environment(settings: Settings, request: Request, env: Mapping[str, str], log: Log,
                      command: Sequence[str]) -> EnvironmentPlan:
     """`command` is the server command: its package is what `server` protection holds."""
-    request = resolve_request(settings)
-    log.phase("inputs", request.describe())
-    for variable in request.ignored:
-        log.warning("inputs", f"{variable} is ignored: {request.variable} takes precedence")
     if request.kind != REQUIREMENTS:
         return EnvironmentPlan(request)
     assert request.path is not None

@@ -11,6 +11,7 @@ from extensibility.errors import (
     RequestNotSupported,
     RequirementsNotFound,
 )
+from extensibility.log import Log
 from extensibility.settings import Settings
 
 NONE = "none"
@@ -31,6 +32,12 @@ class Request:
         if self.kind == NONE:
             return "no extra packages requested"
         return f"{self.kind.replace('_', ' ')} {self.path} (from {self.variable})"
+
+
+def log_request(request: Request, log: Log) -> None:
+    log.phase("inputs", request.describe())
+    for variable in request.ignored:
+        log.warning("inputs", f"{variable} is ignored: {request.variable} takes precedence")
 
 
 def resolve_request(settings: Settings) -> Request:

@@ -73,6 +73,7 @@ class Requirement:
     editable: bool = False
     hashes: tuple[str, ...] = ()
     extra_options: tuple[str, ...] = ()
+    local: tuple[str, str] | None = None  # (absolute path, fingerprint) of a local artifact
 
     def installer_line(self) -> str:
         parts = [f"-e {self.install_text}" if self.editable else self.install_text]
@@ -103,6 +104,10 @@ class RequirementsSpec:
     files: tuple[Path, ...]  # every file read, the top one first
     # local inputs that take part (find-links folders), path -> fingerprint
     local_inputs: Mapping[str, str] = field(default_factory=dict)
+    # what the warm shortcut re-checks (warm.py): ${VAR} names used -> value (None: unset),
+    # and local requirement paths -> fingerprint
+    variables: Mapping[str, str | None] = field(default_factory=dict)
+    local_files: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,6 +118,7 @@ class _Parser:
     options: IndexOptions = field(default_factory=IndexOptions)
     files: list[Path] = field(default_factory=list)
     local_inputs: dict[str, str] = field(default_factory=dict)
+    variables: dict[str, str | None] = field(default_factory=dict)
 
     def parse_file(self, path: Path, *, constraint: bool, stack: tuple[Path, ...]) -> None:
         real = path.resolve()
@@ -126,6 +132,8 @@ class _Parser:
             raise RequestInvalid(f"{path}: not UTF-8 text ({exc.reason})",
                                  fix="save the requirements file as UTF-8") from None
         self.files.append(path)
+        for name in _ENV_VAR_RE.findall(text):
+            self.variables[name] = self.env.get(name)
         for lineno, line in _logical_lines(text, self.env):
             self._parse_line(Origin(path, lineno, line), constraint, (*stack, real))
 
@@ -204,6 +212,9 @@ def parse_requirements(path: Path, env: Mapping[str, str]) -> RequirementsSpec:
         options=parser.options,
         files=tuple(parser.files),
         local_inputs=dict(parser.local_inputs),
+        variables=dict(parser.variables),
+        local_files={r.local[0]: r.local[1] for r in (*parser.requirements, *parser.constraints)
+                     if r.local},
     )
 
 
@@ -363,9 +374,10 @@ def _path_requirement(origin: Origin, text: str, editable: bool) -> Requirement:
                        "(no pyproject.toml or setup.py)")
     absolute = str(path.absolute())
     suffix = extras + (f"; {marker}" if marker else "")
-    key = f"local:{path.name} {fingerprint_path(path)}{suffix}"
+    fingerprint = fingerprint_path(path)
+    key = f"local:{path.name} {fingerprint}{suffix}"
     return Requirement(install_text=absolute + suffix, key_text=key, name=None, origin=origin,
-                       editable=editable)
+                       editable=editable, local=(absolute, fingerprint))
 
 
 def _url_key(url: str) -> str:

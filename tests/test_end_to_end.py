@@ -251,3 +251,28 @@ def test_json_log_lines(image: Image, app: Path, cache: Path, index: Index,
     assert phases[:3] == ["inputs", "key", "cache"] and phases[-1] == "exec"
     assert any(r["level"] == "progress" for r in records)
     assert all(isinstance(r["elapsed"], float) for r in records)
+
+
+def test_warm_shortcut_is_taken_only_while_everything_the_key_depends_on_is_unchanged(
+    image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+) -> None:
+    (app / "base.txt").write_text("tinydep\n")
+    (app / "requirements.txt").write_text(f"--index-url {index.url}\n-r base.txt\n"
+                                          "greeting==${GREETING_VERSION}\n")
+    env = contract_env(tmp_path, image, app, cache, GREETING_VERSION="1.0",
+                       AZUREML_EXTRA_REQUIREMENTS_TXT="requirements.txt")
+
+    def start(environment: dict[str, str]) -> str:
+        result = run_entrypoint(image, environment, "run", "--", "true")
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    assert "miss" in start(env)
+    assert "(request unchanged, installer uv): hit" in start(env)
+    (app / "base.txt").write_text("tinydep\nhello-cli\n")  # an included file changed
+    changed = start(env)
+    assert "request unchanged" not in changed and "miss" in changed
+    assert "(request unchanged" in start(env)
+    other = {**env, "GREETING_VERSION": "1.0.0"}  # a ${VAR} changed
+    assert "request unchanged" not in start(other)
+    assert len(complete_envs(cache)) == 3

@@ -1,0 +1,47 @@
+"""The user's installer configuration that can change what gets installed (part of the key)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from extensibility.fingerprint import sha256_file
+from extensibility.redact import redact_url
+
+# Installer variables that change how it talks or prints, not what it installs.
+_PRESENTATION_VARIABLES = {
+    "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_NO_INPUT", "PIP_PROGRESS_BAR", "PIP_DEFAULT_TIMEOUT",
+    "PIP_TIMEOUT", "PIP_RETRIES", "PIP_NO_COLOR", "PIP_QUIET", "PIP_VERBOSE", "PIP_LOG",
+    "PIP_CACHE_DIR", "PIP_NO_CACHE_DIR", "PIP_ROOT_USER_ACTION", "PIP_CERT", "PIP_CLIENT_CERT",
+    "UV_CACHE_DIR", "UV_NO_CACHE", "UV_NO_PROGRESS", "UV_CONCURRENT_DOWNLOADS",
+    "UV_CONCURRENT_BUILDS", "UV_CONCURRENT_INSTALLS", "UV_HTTP_TIMEOUT", "UV_LINK_MODE",
+    "UV_NATIVE_TLS", "UV_COLOR", "UV_NO_WRAP",
+}
+
+
+def installer_settings(installer: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """The user's installer configuration that can change the result: PIP_*/UV_* variables
+    (URLs redacted) and the contents of the config files the installer would read."""
+    prefix = "UV_" if installer == "uv" else "PIP_"
+    variables = {name: redact_url(value) for name, value in sorted(env.items())
+                 if name.startswith(prefix) and name not in _PRESENTATION_VARIABLES}
+    files = {str(p): sha256_file(p) for p in _config_files(installer, env) if p.is_file()}
+    return {"variables": variables, "config_files": files}
+
+
+def _config_files(installer: str, env: Mapping[str, str]) -> list[Path]:
+    home = Path(env.get("HOME", "/nonexistent"))
+    config_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+    config_dirs = [Path(d) for d in env.get("XDG_CONFIG_DIRS", "/etc/xdg").split(os.pathsep) if d]
+    if installer == "uv":
+        if env.get("UV_NO_CONFIG"):
+            return []
+        if env.get("UV_CONFIG_FILE"):
+            return [Path(env["UV_CONFIG_FILE"])]
+        return [config_home / "uv" / "uv.toml", *(d / "uv" / "uv.toml" for d in config_dirs)]
+    if "PIP_CONFIG_FILE" in env:
+        return [] if env["PIP_CONFIG_FILE"] == os.devnull else [Path(env["PIP_CONFIG_FILE"])]
+    return [*(d / "pip" / "pip.conf" for d in config_dirs), Path("/etc/pip.conf"),
+            home / ".pip" / "pip.conf", config_home / "pip" / "pip.conf"]
