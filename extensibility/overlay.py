@@ -9,7 +9,6 @@ the overlay's own.
 from __future__ import annotations
 
 import sysconfig
-import venv
 from pathlib import Path
 
 from extensibility.image import Image
@@ -29,6 +28,8 @@ def overlay_site_packages(root: Path) -> Path:
 
 def create_overlay(root: Path, image: Image) -> Path:
     """Create the overlay venv at `root` (which must not exist yet); returns its python."""
+    import venv  # only a build needs it (it imports subprocess and more)
+
     # EnvBuilder links to sys._base_executable, so an image venv gives its base interpreter
     # (same stdlib); the image's packages come from the .pth file below.
     venv.EnvBuilder(with_pip=False, symlinks=True, clear=False).create(str(root))
