@@ -22,7 +22,14 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support import REPO, build_image, free_port, hermetic_env, wait_for
+from tests.support import (
+    REPO,
+    build_image,
+    build_project_wheel,
+    free_port,
+    hermetic_env,
+    wait_for,
+)
 
 APP = REPO / "examples" / "quickstart"
 WORK = REPO / ".cache" / "example"
@@ -31,10 +38,7 @@ WORK = REPO / ".cache" / "example"
 def build_wheelhouse() -> None:
     wheelhouse = APP / "wheelhouse"
     shutil.rmtree(wheelhouse, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(wheelhouse), str(APP / "packages" / "tinystats")],
-                   env=hermetic_env(WORK), check=True)
-    shutil.rmtree(APP / "packages" / "tinystats" / "build", ignore_errors=True)
+    build_project_wheel(APP / "packages" / "tinystats", wheelhouse, WORK)
 
 
 def start(image_bin: Path, cache: Path, label: str) -> float:

@@ -66,6 +66,14 @@ class Image:
 
 
 
+def build_project_wheel(project: Path, folder: Path, tmp: Path) -> Path:
+    """Build a local project's wheel into `folder` offline; leaves no build/ behind."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(folder), str(project)], env=hermetic_env(tmp), check=True)
+    shutil.rmtree(project / "build", ignore_errors=True)
+    return folder
+
+
 def build_image(root: Path, tmp: Path, *, extra_find_links: Sequence[Path] = (),
                 extra_packages: Sequence[str] = (), base_python: str | None = None) -> Image:
     """A venv standing in for a prebuilt image: this project (with uv) and the real scoring
