@@ -38,23 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="prepare the environment and exec the server (the container entrypoint)",
         description="Prepare the environment, then exec COMMAND in it (default: azmlinfsrv "
         "--entry_script $AZUREML_ENTRY_SCRIPT, from the app root).")
-    run.add_argument("command", nargs=argparse.REMAINDER,
-                     help="server command and arguments, after `--`")
+    _command_argument(run)
     plan = commands.add_parser("plan", help="show what a start would do, without installing")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
-    plan.add_argument("command", nargs=argparse.REMAINDER,
-                      help="server command, after `--`, as it will be given to `run`")
+    _command_argument(plan)
     prepare = commands.add_parser(
         "prepare", help="build the environment and exit (image build time, init containers)",
         description="Build the environment for the server COMMAND (default: azmlinfsrv), "
         "without starting it. The command matters: its package is what is protected.")
-    prepare.add_argument("command", nargs=argparse.REMAINDER,
-                         help="server command, after `--`, as it will be given to `run`")
+    _command_argument(prepare)
     doctor = commands.add_parser(
         "doctor", help="check the interpreter, installers, cache folder, server command and "
         "request; print a fix for each problem (exit 1 if any)")
-    doctor.add_argument("command", nargs=argparse.REMAINDER,
-                        help="server command, after `--` (default: azmlinfsrv ...)")
+    _command_argument(doctor)
     listing = commands.add_parser("ls", help="list the cached environments")
     listing.add_argument("--json", action="store_true", help="print the list as JSON")
     clean = commands.add_parser(
@@ -69,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("--min-idle", type=_duration, help="default: EXTENSIBILITY_GC_MIN_IDLE")
     clean.add_argument("--dry-run", action="store_true", help="say what would be removed")
     return parser
+
+
+def _command_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("command", nargs=argparse.REMAINDER,
+                        help="the server command and its arguments, after `--` (default: "
+                        "azmlinfsrv --entry_script ...); give `plan` and `prepare` the one "
+                        "`run` will get: the server's package is part of the key")
 
 
 def _duration(text: str) -> float:

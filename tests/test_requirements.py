@@ -153,3 +153,17 @@ def test_installer_line_keeps_hashes_and_editability(tmp_path: Path) -> None:
                                     "pkg==1 --hash=sha256:ab\n-e proj\n"), {})
     assert [r.installer_line() for r in spec.requirements] == [
         "pkg==1 --hash=sha256:ab", f"-e {project}"]
+
+
+def test_index_options_become_each_installers_flags() -> None:
+    from extensibility.installers.options import pip_flags, uv_flags
+    from extensibility.requirements import IndexOptions
+
+    options = IndexOptions(index_url="https://i", extra_index_urls=("https://e",), pre=True,
+                           trusted_hosts=("e",), prefer_binary=True, require_hashes=True)
+    assert pip_flags(options) == ["--index-url", "https://i", "--extra-index-url", "https://e",
+                                  "--trusted-host", "e", "--pre", "--require-hashes",
+                                  "--prefer-binary"]
+    assert uv_flags(options) == ["--index-url", "https://i", "--extra-index-url", "https://e",
+                                 "--allow-insecure-host", "e", "--prerelease", "allow",
+                                 "--require-hashes"]
