@@ -6,7 +6,9 @@ For each package set (tiny: the quickstart's one wheel; ml: numpy, pandas, sciki
 scipy and their dependencies, downloaded once into .cache/bench-wheels and served by a local
 pypiserver, so network noise stays out):
 - ours-cold-uv / ours-cold-pip: `extensibility prepare` on an empty cache;
-- uv-raw / pip-raw: `uv venv` + `uv pip install`, `python -m venv` + `pip install`, by hand;
+- uv-raw / pip-raw: `uv venv` + `uv pip install --compile-bytecode`, `python -m venv` +
+  `pip install`, by hand (both compile bytecode, as pip does by default and as ours does);
+  every cold series starts with empty installer caches;
 - old-start / old-restart: the old script's `pip install -r` into (a copy of) the image, on
   its first start and on a restart where everything is "already satisfied";
 - ours-warm: `extensibility run -- true` on a cache hit; direct: exec'ing `true` itself;
@@ -111,6 +113,9 @@ class Bench:
                            AZUREML_EXTRA_REQUIREMENTS_TXT="requirements.txt",
                            EXTENSIBILITY_CACHE_DIR=str(cache or self.folder("cache")), **extra)
         env["PATH"] = f"{self.image.bin}:{env['PATH']}"
+        # our default: installer download caches inside the (fresh) cache folder
+        env.pop("UV_CACHE_DIR")
+        env.pop("PIP_CACHE_DIR")
         return env
 
     def series(self, set_name: str, index_url: str) -> dict[str, Callable[[], float]]:
@@ -131,22 +136,29 @@ class Bench:
             return lambda: timed([entry, "prepare"],
                                  self.env(app, EXTENSIBILITY_INSTALLER=installer))
 
+        def fresh() -> dict[str, str]:
+            # every cold series starts with empty installer caches, as ours does (its
+            # download cache lives in the fresh cache folder)
+            folder = self.folder("installer-cache")
+            return {**warm, "UV_CACHE_DIR": str(folder / "uv"), "PIP_CACHE_DIR": str(folder)}
+
         def pip_raw() -> float:
-            venv = self.folder("pip-raw") / "venv"
-            return timed([str(self.image.python), "-m", "venv", str(venv)], warm) + timed(
+            venv, env = self.folder("pip-raw") / "venv", fresh()
+            return timed([str(self.image.python), "-m", "venv", str(venv)], env) + timed(
                 [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r",
-                 requirements], warm)
+                 requirements], env)
 
         def uv_raw() -> float:
-            venv = self.folder("uv-raw") / "venv"
+            venv, env = self.folder("uv-raw") / "venv", fresh()
             return timed([uv, "venv", "-q", "--python", str(self.image.python), str(venv)],
-                         warm) + timed([uv, "pip", "install", "-q", "--python",
-                                        str(venv / "bin" / "python"), "-r", requirements], warm)
+                         env) + timed([uv, "pip", "install", "-q", "--compile-bytecode",
+                                       "--python", str(venv / "bin" / "python"), "-r",
+                                       requirements], env)
 
         def old_start() -> float:
             copy = self.copy_image()  # the old script installed into the image itself
             return timed([str(copy / "bin" / "python"), "-m", "pip", "install", "-q", "-r",
-                          requirements], warm)
+                          requirements], fresh())
 
         def score(kind: str) -> float:
             port = free_port()
@@ -155,7 +167,7 @@ class Bench:
                 script = (f'cd "{app}" && "{copy}/bin/python" -m pip install -q -r '
                           f'"{requirements}" && exec "{copy}/bin/python" "{copy}/bin/azmlinfsrv" '
                           f"--entry_script score.py --port {port}")
-                return first_score(["sh", "-c", script], warm, port)
+                return first_score(["sh", "-c", script], fresh(), port)
             env = score_warm if kind == "warm" else self.env(app)
             return first_score([entry, "run"], {**env, "EXTENSIBILITY_SERVER_PORT": str(port)},
                                port)
