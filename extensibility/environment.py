@@ -1,7 +1,7 @@
 """The pipeline: request -> spec -> key -> store (hit? done) -> installer -> publish.
 
-`plan_environment` does everything up to the cache lookup and never installs; on a hit that
-is all a start does (no installer, no resolver, no lock).
+`plan_environment` does everything up to the cache lookup and never installs. A start whose
+request is unchanged does not even get here: warm.py finds its environment first.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from extensibility.installers.choice import choose_installer
 from extensibility.key import canonical_json, differences, key_document, key_of
 from extensibility.log import Log
 from extensibility.protection import Protection, conflict
-from extensibility.request import LIB_PATH, REQUIREMENTS, Request
+from extensibility.request import REQUIREMENTS, Request
 from extensibility.requirements import RequirementsSpec, parse_requirements
 from extensibility.server_command import server_module
 from extensibility.settings import Settings
@@ -42,10 +42,6 @@ class EnvironmentPlan:
     key: str | None = None
     hit: Path | None = None
     server_module: str | None = None
-
-    @property
-    def lib_path(self) -> Path | None:
-        return self.request.path if self.request.kind == LIB_PATH else None
 
 
 def plan_environment(settings: Settings, request: Request, env: Mapping[str, str], log: Log,
