@@ -76,6 +76,13 @@ class SettingsError(ExtensibilityError):
     title = "invalid setting"
 
 
+class UnsafeCache(ExtensibilityError):
+    """The cache could be changed by another user: what runs would not be ours to vouch for."""
+
+    exit_code = 92
+    title = "unsafe cache folder"
+
+
 class UsageError(ExtensibilityError):
     exit_code = 2
     title = "usage"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from extensibility.errors import LockTimeout
+from extensibility.errors import LockTimeout, UnsafeCache
 from extensibility.log import Log
 
 META = ".extensibility"
@@ -66,8 +66,29 @@ class Store:
         The warm path: two stat calls, no lock (a complete environment is never changed)."""
         root = self.env_dir(key)
         if (root / META / MARKER).is_file() and (root / "bin" / "python").exists():
+            self.check_safe(root)
             return root
         return None
+
+    def check_safe(self, environment: Path | None = None) -> None:
+        """Refuse a cache another user could change (group/world-writable folders, or folders
+        owned by someone else): the server would exec whatever they put there."""
+        uid = os.getuid()
+        for folder in (self.root, self.envs, *((environment,) if environment else ())):
+            try:
+                info = os.stat(folder)
+            except FileNotFoundError:
+                continue
+            if info.st_uid != uid:
+                raise UnsafeCache(f"{folder} belongs to uid {info.st_uid}, not to this user "
+                                  f"({uid})", fix=f"chown -R {uid} {folder}, or point "
+                                  "EXTENSIBILITY_CACHE_DIR at a folder of this user's")
+            if info.st_mode & 0o022:
+                raise UnsafeCache(f"{folder} can be written by other users (mode "
+                                  f"{info.st_mode & 0o777:o})",
+                                  fix=f"chmod go-w {folder}, or point EXTENSIBILITY_CACHE_DIR "
+                                  "at a subfolder of it, which is then created private (for a "
+                                  "group-writable volume, e.g. a Kubernetes fsGroup mount)")
 
     def damaged(self, key: str) -> bool:
         """Marked complete, but its interpreter is gone (a base Python removed or moved)."""
@@ -201,6 +222,7 @@ class Store:
     def _ensure_root(self) -> None:
         for folder in (self.root, self.envs, self.locks):
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.check_safe()
 
 
 def folder_size(path: Path) -> int:

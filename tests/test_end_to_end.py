@@ -276,3 +276,16 @@ def test_warm_shortcut_is_taken_only_while_everything_the_key_depends_on_is_unch
     other = {**env, "GREETING_VERSION": "1.0.0"}  # a ${VAR} changed
     assert "request unchanged" not in start(other)
     assert len(complete_envs(cache)) == 3
+
+
+def test_a_cache_other_users_can_write_is_refused_with_92(
+    image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+) -> None:
+    (app / "requirements.txt").write_text(f"--index-url {index.url}\ntinydep\n")
+    env = contract_env(tmp_path, image, app, cache,
+                       AZUREML_EXTRA_REQUIREMENTS_TXT="requirements.txt")
+    assert run_entrypoint(image, env, "prepare", "--", "true").returncode == 0
+    cache.chmod(0o777)
+    result = run_entrypoint(image, env, "run", "--", "true")  # the warm path checks too
+    assert result.returncode == 92, result.stderr
+    assert "can be written by other users" in result.stderr and "chmod go-w" in result.stderr

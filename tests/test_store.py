@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from extensibility.errors import LockTimeout
+from extensibility.errors import LockTimeout, UnsafeCache
 from extensibility.log import Log
 from extensibility.store import Store
 
@@ -70,3 +71,26 @@ def test_lock_waits_for_another_process_and_times_out_naming_it(tmp_path: Path) 
     with store.lock("k1", timeout=5, log=Log(stream=io.StringIO())):
         assert (store.locks / "k1.owner").is_file()
     assert not (store.locks / "k1.owner").exists()
+
+
+def test_a_cache_others_can_write_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cache")
+    store.begin("k1")
+    fake_env(store.env_dir("k1"))
+    store.publish("k1", "{}", {})
+    assert store.lookup("k1") == store.env_dir("k1")
+    (tmp_path / "cache").chmod(0o777)
+    with pytest.raises(UnsafeCache, match="can be written by other users") as caught:
+        store.lookup("k1")
+    assert caught.value.exit_code == 92 and "chmod go-w" in str(caught.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")
+def test_an_environment_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "cache")
+    store.begin("k1")
+    fake_env(store.env_dir("k1"))
+    store.publish("k1", "{}", {})
+    os.chown(store.env_dir("k1"), 65534, 65534)  # planted by another user
+    with pytest.raises(UnsafeCache, match="belongs to uid 65534"):
+        store.lookup("k1")
