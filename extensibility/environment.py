@@ -23,6 +23,7 @@ from extensibility.image import Image, current_image
 from extensibility.installers.choice import choose_installer
 from extensibility.key import canonical_json, differences, key_document, key_of
 from extensibility.log import Log
+from extensibility.policy import apply_policy
 from extensibility.protection import Protection, conflict
 from extensibility.request import REQUIREMENTS, Request
 from extensibility.requirements import RequirementsSpec, parse_requirements
@@ -50,11 +51,12 @@ def plan_environment(settings: Settings, request: Request, env: Mapping[str, str
     if request.kind != REQUIREMENTS:
         return EnvironmentPlan(request)
     assert request.path is not None
-    spec = parse_requirements(request.path, env)
+    spec = apply_policy(settings, parse_requirements(request.path, env), env)
     image = current_image()
     installer, uv_binary = choose_installer(settings.installer)
     module = server_module(command, env.get("PATH", os.defpath))
-    document = key_document(spec, image, installer, env, settings.protect, module)
+    document = key_document(spec, image, installer, env, settings.protect, module,
+                            settings.policy())
     key = key_of(document)
     hit = Store(settings.cache_dir).lookup(key)
     log.phase("key", f"{key} ({len(spec.requirements)} requirements, "

@@ -54,6 +54,10 @@ class RequestInvalid(InstallFailed):
     title = "invalid request"
 
 
+class PolicyViolation(RequestInvalid):
+    title = "refused by policy"
+
+
 class RequestNotSupported(InstallFailed):
     title = "request not supported"
 

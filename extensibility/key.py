@@ -20,11 +20,12 @@ KEY_LENGTH = 16  # hex digits; short keeps script shebangs under the kernel's li
 
 def key_document(spec: RequirementsSpec, image: Image, installer: str,
                  env: Mapping[str, str], protect: str, server_module: str | None,
-                 ) -> dict[str, Any]:
+                 policy: Mapping[str, object]) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "installer": installer,
         "protection": {"mode": protect, "server_module": server_module},
+        "policy": dict(policy),
         "interpreter": image.identity(),
         "image": image.distribution_listing(),
         "request": {

@@ -108,6 +108,8 @@ class RequirementsSpec:
     # and local requirement paths -> fingerprint
     variables: Mapping[str, str | None] = field(default_factory=dict)
     local_files: Mapping[str, str] = field(default_factory=dict)
+    # every option line, for rules that must cite where an option was given
+    option_lines: tuple[tuple[str, str | None, Origin], ...] = ()
 
 
 @dataclass
@@ -119,6 +121,7 @@ class _Parser:
     files: list[Path] = field(default_factory=list)
     local_inputs: dict[str, str] = field(default_factory=dict)
     variables: dict[str, str | None] = field(default_factory=dict)
+    option_lines: list[tuple[str, str | None, Origin]] = field(default_factory=list)
 
     def parse_file(self, path: Path, *, constraint: bool, stack: tuple[Path, ...]) -> None:
         real = path.resolve()
@@ -152,6 +155,7 @@ class _Parser:
     def _apply_option(self, origin: Origin, option: str, value: str | None,
                       constraint: bool, stack: tuple[Path, ...]) -> None:
         attribute, _ = _FILE_OPTIONS[option]
+        self.option_lines.append((attribute, value, origin))
         base = origin.path.parent
         if attribute in ("requirement", "constraint"):
             assert value is not None
@@ -213,6 +217,7 @@ def parse_requirements(path: Path, env: Mapping[str, str]) -> RequirementsSpec:
         files=tuple(parser.files),
         local_inputs=dict(parser.local_inputs),
         variables=dict(parser.variables),
+        option_lines=tuple(parser.option_lines),
         local_files={r.local[0]: r.local[1] for r in (*parser.requirements, *parser.constraints)
                      if r.local},
     )

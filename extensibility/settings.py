@@ -84,6 +84,16 @@ SETTINGS: tuple[Setting, ...] = (
             "What the request may not change: server (the scoring server's dependency closure "
             "as installed in the image), image (every image package), or off.",
             choices=("server", "image", "off")),
+    Setting("require_hashes", "EXTENSIBILITY_REQUIRE_HASHES", "0",
+            "Policy: every requirement must be pinned (==) with --hash; installs check them."),
+    Setting("allowed_index_hosts", "EXTENSIBILITY_ALLOWED_INDEX_HOSTS", None,
+            "Policy: comma-separated host names; any index, find-links or URL requirement "
+            "elsewhere is refused (the default index counts as pypi.org)."),
+    Setting("no_extra_index", "EXTENSIBILITY_NO_EXTRA_INDEX", "0",
+            "Policy: refuse --extra-index-url (and PIP_/UV_EXTRA_INDEX_URL): no mixing of a "
+            "private index with another one (dependency confusion)."),
+    Setting("no_direct_references", "EXTENSIBILITY_NO_DIRECT_REFERENCES", "0",
+            "Policy: refuse direct URL, VCS and local-path requirements."),
     Setting("install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT", "1800",
             "Seconds an installer may run before it is stopped and the start fails (exit 95)."),
     Setting("retries", "EXTENSIBILITY_RETRIES", "3",
@@ -120,6 +130,10 @@ class Settings:
     installer: str
     lock_timeout: float
     protect: str
+    require_hashes: bool
+    allowed_index_hosts: tuple[str, ...] | None
+    no_extra_index: bool
+    no_direct_references: bool
     install_timeout: float
     retries: int
     gc_max_age: float | None
@@ -129,6 +143,13 @@ class Settings:
     log_format: str
     # setting name -> "VARIABLE" when set by the environment, "default" otherwise
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def policy(self) -> dict[str, object]:
+        """The policy settings: part of the cache key, so changing them re-checks a request."""
+        return {"require_hashes": self.require_hashes,
+                "allowed_index_hosts": list(self.allowed_index_hosts or []) or None,
+                "no_extra_index": self.no_extra_index,
+                "no_direct_references": self.no_direct_references}
 
     @property
     def entry_script_dir(self) -> Path:
@@ -167,6 +188,13 @@ class Settings:
             installer=_required(raw, "installer"),
             lock_timeout=_seconds(raw, "lock_timeout", "EXTENSIBILITY_LOCK_TIMEOUT"),
             protect=_required(raw, "protect"),
+            require_hashes=_flag(_required(raw, "require_hashes"), "EXTENSIBILITY_REQUIRE_HASHES"),
+            allowed_index_hosts=tuple(h.strip().lower() for h in raw["allowed_index_hosts"]
+                                      .split(",") if h.strip())
+            if raw["allowed_index_hosts"] else None,
+            no_extra_index=_flag(_required(raw, "no_extra_index"), "EXTENSIBILITY_NO_EXTRA_INDEX"),
+            no_direct_references=_flag(_required(raw, "no_direct_references"),
+                                       "EXTENSIBILITY_NO_DIRECT_REFERENCES"),
             install_timeout=_seconds(raw, "install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT"),
             retries=_count(_required(raw, "retries"), "EXTENSIBILITY_RETRIES"),
             gc_max_age=_optional(raw["gc_max_age"], parse_duration, "EXTENSIBILITY_GC_MAX_AGE"),
@@ -223,6 +251,16 @@ def _optional(text: str | None, parse: Callable[[str], T], variable: str) -> T |
     except ValueError:
         raise SettingsError(f"{variable}={text!r} cannot be read",
                             fix=f"see docs/variables.md for the form {variable} takes") from None
+
+
+def _flag(text: str, variable: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{variable}={text!r} is neither on nor off",
+                        fix=f"set {variable} to 1 or 0")
 
 
 def _count(text: str, variable: str) -> int:

@@ -47,6 +47,7 @@ def _digest(settings: Settings, request: Request, env: Mapping[str, str],
         "installer": installer,
         "installer_settings": installer_settings(installer, env),
         "protect": settings.protect,
+        "policy": settings.policy(),
         "server_module": module,
     }
     text = json.dumps(document, sort_keys=True)

@@ -26,7 +26,7 @@ def key_for(tmp_path: Path, text: str, image: Image, installer: str = "uv",
     path = tmp_path / "requirements.txt"
     path.write_text(text)
     document = key_document(parse_requirements(path, {}), image, installer, env or {}, "server",
-                            "server.main")
+                            "server.main", {"require_hashes": False})
     return key_of(document), document
 
 
