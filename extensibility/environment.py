@@ -30,6 +30,12 @@ from extensibility.requirements import RequirementsSpec, parse_requirements
 from extensibility.server_command import server_module
 from extensibility.settings import Settings
 from extensibility.store import Store
+from extensibility.wheelhouse import (
+    explain_missing,
+    offline,
+    offline_environment,
+    wheelhouse_folder,
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,9 @@ def plan_environment(settings: Settings, request: Request, env: Mapping[str, str
         return EnvironmentPlan(request)
     assert request.path is not None
     spec = apply_policy(settings, parse_requirements(request.path, env), env)
+    wheels = wheelhouse_folder(settings)
+    if wheels is not None:
+        spec = offline(spec, wheels)
     image = current_image()
     installer, uv_binary = choose_installer(settings.installer)
     module = server_module(command, env.get("PATH", os.defpath))
@@ -152,6 +161,9 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
         result = installer.install(job, log)
     except InstallFailed as failure:
         _blame_held(protection, plan, failure)
+        wheels = wheelhouse_folder(settings)
+        if wheels is not None:
+            raise explain_missing(failure, wheels) from failure
         raise
     seconds = time.monotonic() - started
     log.phase("install", f"{len(result.installed)} packages in {seconds:.1f} s")
@@ -281,7 +293,7 @@ def installer_environment(env: Mapping[str, str], settings: Settings) -> dict[st
     our environments (HOME may be missing or read-only for a container's user, and a cache on
     the same volume lets uv link files instead of copying them) and our retry count."""
     cache_dir = settings.cache_dir
-    result = dict(env)
+    result = offline_environment(env) if settings.wheelhouse else dict(env)
     result.setdefault("PIP_RETRIES", str(settings.retries))
     result.setdefault("UV_HTTP_RETRIES", str(settings.retries))
     if not (env.get("UV_CACHE_DIR") or env.get("UV_NO_CACHE")):

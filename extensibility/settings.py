@@ -84,6 +84,9 @@ SETTINGS: tuple[Setting, ...] = (
             "What the request may not change: server (the scoring server's dependency closure "
             "as installed in the image), image (every image package), or off.",
             choices=("server", "image", "off")),
+    Setting("wheelhouse", "EXTENSIBILITY_WHEELHOUSE", None,
+            "Offline wheel folder (relative to the entry-script folder, or absolute): installs "
+            "use only its wheels and contact no index, whatever the request file says."),
     Setting("require_hashes", "EXTENSIBILITY_REQUIRE_HASHES", "0",
             "Policy: every requirement must be pinned (==) with --hash; installs check them."),
     Setting("allowed_index_hosts", "EXTENSIBILITY_ALLOWED_INDEX_HOSTS", None,
@@ -130,6 +133,7 @@ class Settings:
     installer: str
     lock_timeout: float
     protect: str
+    wheelhouse: str | None
     require_hashes: bool
     allowed_index_hosts: tuple[str, ...] | None
     no_extra_index: bool
@@ -188,6 +192,7 @@ class Settings:
             installer=_required(raw, "installer"),
             lock_timeout=_seconds(raw, "lock_timeout", "EXTENSIBILITY_LOCK_TIMEOUT"),
             protect=_required(raw, "protect"),
+            wheelhouse=raw["wheelhouse"],
             require_hashes=_flag(_required(raw, "require_hashes"), "EXTENSIBILITY_REQUIRE_HASHES"),
             allowed_index_hosts=tuple(h.strip().lower() for h in raw["allowed_index_hosts"]
                                       .split(",") if h.strip())

@@ -38,6 +38,7 @@ SCHEMA = 1
 def _digest(settings: Settings, request: Request, env: Mapping[str, str],
             module: str | None, image: Image, installer: str) -> str:
     assert request.path is not None
+    # every setting the full key depends on must be here too (or re-checked by the note)
     document = {
         "schema": SCHEMA,
         "request": str(request.path),
@@ -48,6 +49,7 @@ def _digest(settings: Settings, request: Request, env: Mapping[str, str],
         "installer_settings": installer_settings(installer, env),
         "protect": settings.protect,
         "policy": settings.policy(),
+        "wheelhouse": settings.wheelhouse,
         "server_module": module,
     }
     text = json.dumps(document, sort_keys=True)
