@@ -155,7 +155,7 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
     installer = make_installer(plan.installer, plan.uv_binary)
     job = InstallJob(python=python, image=plan.image, image_python=sys.executable,
                      spec=plan.spec, work_dir=work_dir, timeout=settings.install_timeout,
-                     env=installer_environment(env, settings),
+                     env=installer_environment(env, settings, plan.installer),
                      held=tuple(protection.constraint_lines()))
     try:
         result = installer.install(job, log)
@@ -288,12 +288,17 @@ def _clean_up(settings: Settings, store: Store, log: Log) -> None:
                   f"{removal.reason}")
 
 
-def installer_environment(env: Mapping[str, str], settings: Settings) -> dict[str, str]:
+def installer_environment(env: Mapping[str, str], settings: Settings,
+                          installer: str) -> dict[str, str]:
     """The user's environment, plus what the user did not choose: a download cache beside
     our environments (HOME may be missing or read-only for a container's user, and a cache on
-    the same volume lets uv link files instead of copying them) and our retry count."""
+    the same volume lets uv link files instead of copying them), our retry count, and for uv
+    the user's PIP_* index settings under uv's names."""
+    from extensibility.installer_config import translated_variables
+
     cache_dir = settings.cache_dir
     result = offline_environment(env) if settings.wheelhouse else dict(env)
+    result.update(translated_variables(installer, result))
     result.setdefault("PIP_RETRIES", str(settings.retries))
     result.setdefault("UV_HTTP_RETRIES", str(settings.retries))
     if not (env.get("UV_CACHE_DIR") or env.get("UV_NO_CACHE")):

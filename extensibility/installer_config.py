@@ -21,11 +21,31 @@ _PRESENTATION_VARIABLES = {
 }
 
 
+# The standard pip variables a user sets for a private index, and uv's names for them: with
+# uv as the installer they are passed on under uv's name unless the uv one is set too.
+PIP_TO_UV = {
+    "PIP_INDEX_URL": "UV_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL": "UV_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS": "UV_FIND_LINKS",
+    "PIP_TRUSTED_HOST": "UV_INSECURE_HOST",
+    "PIP_CERT": "SSL_CERT_FILE",
+    "PIP_CLIENT_CERT": "SSL_CLIENT_CERT",
+}
+
+
+def translated_variables(installer: str, env: Mapping[str, str]) -> dict[str, str]:
+    """What uv should see of the user's pip settings (nothing for pip)."""
+    if installer != "uv":
+        return {}
+    return {uv: env[pip] for pip, uv in PIP_TO_UV.items() if env.get(pip) and not env.get(uv)}
+
+
 def installer_settings(installer: str, env: Mapping[str, str]) -> dict[str, Any]:
     """The user's installer configuration that can change the result: PIP_*/UV_* variables
     (URLs redacted) and the contents of the config files the installer would read."""
     prefix = "UV_" if installer == "uv" else "PIP_"
-    variables = {name: redact_url(value) for name, value in sorted(env.items())
+    effective = {**env, **translated_variables(installer, env)}
+    variables = {name: redact_url(value) for name, value in sorted(effective.items())
                  if name.startswith(prefix) and name not in _PRESENTATION_VARIABLES}
     files = {str(p): sha256_file(p) for p in _config_files(installer, env) if p.is_file()}
     return {"variables": variables, "config_files": files}

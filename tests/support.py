@@ -114,13 +114,23 @@ class Index:
             self.process.wait(timeout=10)
 
 
-def start_index(folder: Path, log: Path) -> Index:
-    """A real package index (pypiserver) on 127.0.0.1 serving only `folder`."""
+def start_index(folder: Path, log: Path, auth: tuple[str, str] | None = None) -> Index:
+    """A real package index (pypiserver) on 127.0.0.1 serving only `folder`; with `auth`
+    (user, password), listing and downloading need HTTP basic auth."""
     port = free_port()
     server = shutil.which("pypi-server", path=os.path.dirname(sys.executable)) or "pypi-server"
+    access = ["-a", ".", "-P", "."]
+    if auth is not None:
+        from passlib.apache import HtpasswdFile
+
+        passwords = log.with_suffix(".htpasswd")
+        table = HtpasswdFile(str(passwords), new=True)
+        table.set_password(*auth)
+        table.save()
+        access = ["-a", "download,list", "-P", str(passwords)]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [server, "run", "-p", str(port), "-i", "127.0.0.1", "-a", ".", "-P", ".",
+            [server, "run", "-p", str(port), "-i", "127.0.0.1", *access,
              "--disable-fallback", "--backend", "simple-dir", str(folder)],
             stdout=out, stderr=subprocess.STDOUT)
     index = Index(f"http://127.0.0.1:{port}/simple/", process, log)
@@ -129,7 +139,7 @@ def start_index(folder: Path, log: Path) -> Index:
         if process.poll() is not None:
             raise AssertionError(f"pypiserver exited: {log.read_text()}")
         try:
-            return requests.get(index.url, timeout=1).status_code == 200
+            return requests.get(index.url, timeout=1, auth=auth).status_code == 200
         except requests.RequestException:
             return False
 
