@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from extensibility import __version__
-from extensibility.errors import ExtensibilityError
+from extensibility.errors import ExtensibilityError, UsageError
 from extensibility.handoff import default_command, execute, plan_handoff
 from extensibility.log import Log
 from extensibility.request import LIB_PATH, REQUIREMENTS, Request, log_request, resolve_request
@@ -21,6 +21,7 @@ from extensibility.settings import Settings, parse_duration, parse_size
 from extensibility.warm import remember, warm_start
 
 if TYPE_CHECKING:
+    from extensibility.download import Target
     from extensibility.environment import EnvironmentPlan
 
 INTERNAL_ERROR = 1
@@ -46,7 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare", help="build the environment and exit (image build time, init containers)",
         description="Build the environment for the server COMMAND (default: azmlinfsrv), "
         "without starting it. The command matters: its package is what is protected.")
+    prepare.add_argument("--target", type=Path, metavar="DIR",
+                         help="instead: install the request into DIR, for "
+                         "AZUREML_EXTRA_PYTHON_LIB_PATH (see the target options)")
+    prepare.add_argument("-r", "--requirement", type=Path, metavar="FILE",
+                         help="with --target: this file instead of the deployment's request")
+    _target_arguments(prepare)
     _command_argument(prepare)
+    wheelhouse = commands.add_parser(
+        "wheelhouse", help="download every wheel a request needs into a folder, with a "
+        "manifest, for EXTENSIBILITY_WHEELHOUSE (offline deployments)")
+    wheelhouse.add_argument("-r", "--requirement", type=Path, required=True, metavar="FILE")
+    wheelhouse.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    wheelhouse.add_argument("--build-sdists", action="store_true",
+                            help="build wheels of source-only packages (this interpreter only)")
+    _target_arguments(wheelhouse)
     doctor = commands.add_parser(
         "doctor", help="check the interpreter, installers, cache folder, server command and "
         "request; print a fix for each problem (exit 1 if any)")
@@ -65,6 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     clean.add_argument("--min-idle", type=_duration, help="default: EXTENSIBILITY_GC_MIN_IDLE")
     clean.add_argument("--dry-run", action="store_true", help="say what would be removed")
     return parser
+
+
+def _target_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "target interpreter", "defaults: the interpreter running this command (the image's, "
+        "when run inside it)")
+    group.add_argument("--python-version", metavar="X.Y")
+    group.add_argument("--platform", action="append", default=[], metavar="TAG",
+                       help="e.g. manylinux_2_28_x86_64 (repeatable)")
+    group.add_argument("--abi", metavar="TAG", help="e.g. cp311")
+    group.add_argument("--implementation", metavar="NAME", help="e.g. cp")
+
+
+def _target(args: argparse.Namespace) -> Target:
+    from extensibility.download import Target
+
+    return Target(args.python_version, tuple(args.platform), args.abi, args.implementation)
 
 
 def _command_argument(parser: argparse.ArgumentParser) -> None:
@@ -104,6 +136,25 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             findings = diagnose(settings, env, _command(args, settings))
             print(report(findings))
             return 0 if all(f.ok for f in findings) else 1
+        if args.action == "wheelhouse":
+            from extensibility.download import build_wheelhouse
+
+            manifest = build_wheelhouse(args.requirement.absolute(), args.output.absolute(),
+                                        _target(args), args.build_sdists, env, log,
+                                        settings.install_timeout)
+            log.phase("wheelhouse", f"ready: {args.output} (manifest {manifest.name})")
+            return 0
+        if args.action == "prepare" and args.target is not None:
+            from extensibility.download import prepare_target
+
+            requirements = args.requirement or resolve_request(settings).path
+            if requirements is None:
+                raise UsageError("nothing to install: give -r FILE or set "
+                                 "AZUREML_EXTRA_REQUIREMENTS_TXT")
+            prepare_target(Path(requirements).absolute(), args.target.absolute(),
+                           _target(args), env, log, settings.install_timeout)
+            log.phase("prepare", f"ready: {args.target} (for AZUREML_EXTRA_PYTHON_LIB_PATH)")
+            return 0
         if args.action == "ls":
             return _list(settings, as_json=args.json)
         if args.action == "gc":

@@ -50,6 +50,5 @@ def explain_missing(failure: InstallFailed, folder: Path) -> InstallFailed:
         f"{failure.message}\nthe wheelhouse {folder} lacks a wheel the request needs (named "
         f"above); this interpreter accepts wheels tagged {shown}, ... ({len(tags)} tags, down "
         "to py3-none-any)",
-        fix="add the missing wheels, built for this image (`extensibility wheelhouse` is not "
-        "available yet: `pip download --only-binary :all: --python-version X.Y --platform ... "
-        "-d DIR -r requirements.txt`)")
+        fix="add the missing wheels, built for this image: `extensibility wheelhouse -r "
+        "requirements.txt -o DIR` (inside the image, or with --python-version/--platform/--abi)")

@@ -22,6 +22,7 @@ def build_wheel(
     requires: Sequence[str] = (),
     modules: Mapping[str, str] | None = None,
     console_scripts: Mapping[str, str] | None = None,
+    tag: str = "py3-none-any",
 ) -> Path:
     """Write `name-version-py3-none-any.whl` into `directory` and return its path.
 
@@ -37,15 +38,15 @@ def build_wheel(
     metadata += [f"Requires-Dist: {requirement}" for requirement in requires]
     files[f"{dist_info}/METADATA"] = ("\n".join(metadata) + "\n").encode()
     files[f"{dist_info}/WHEEL"] = (
-        b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    )
+        f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
+    ).encode()
     if console_scripts:
         lines = ["[console_scripts]"] + [f"{k} = {v}" for k, v in console_scripts.items()]
         files[f"{dist_info}/entry_points.txt"] = ("\n".join(lines) + "\n").encode()
     record = "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in files.items())
     record += f"{dist_info}/RECORD,,\n"
     files[f"{dist_info}/RECORD"] = record.encode()
-    wheel = directory / f"{module}-{version}-py3-none-any.whl"
+    wheel = directory / f"{module}-{version}-{tag}.whl"
     with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path, data in files.items():
             archive.writestr(path, data)
