@@ -165,6 +165,7 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
         if wheels is not None:
             raise explain_missing(failure, wheels) from failure
         raise
+    _redact_request_files(work_dir)
     seconds = time.monotonic() - started
     log.phase("install", f"{len(result.installed)} packages in {seconds:.1f} s")
     site_packages = overlay_site_packages(root)
@@ -188,6 +189,16 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
         "created": time.time(),
     })
     log.phase("cache", f"{plan.key} complete")
+
+
+def _redact_request_files(work_dir: Path) -> None:
+    """The installer needed the request with its credentials; the cache keeps it without."""
+    from extensibility.redact import redact_text
+
+    for name in ("requirements.txt", "constraints.txt", "install.txt"):
+        path = work_dir / name
+        if path.exists():
+            path.write_text(redact_text(path.read_text(encoding="utf-8")), encoding="utf-8")
 
 
 def _changes(image: Image, site_packages: Path) -> list[str]:

@@ -241,10 +241,10 @@ def _logical_lines(text: str, env: Mapping[str, str]) -> Iterator[tuple[int, str
         line = _COMMENT_RE.sub("", line).strip()
         if line:
             yield number, _ENV_VAR_RE.sub(lambda m: env.get(m.group(1), m.group(0)), line)
-    if pending:
+    if pending:  # the file ended inside a continuation
         line = _COMMENT_RE.sub("", "".join(pending)).strip()
         if line:
-            yield first, line
+            yield first, _ENV_VAR_RE.sub(lambda m: env.get(m.group(1), m.group(0)), line)
 
 
 def _break_args_options(line: str) -> tuple[str, str]:

@@ -96,7 +96,7 @@ def remember(settings: Settings, env: Mapping[str, str], plan: EnvironmentPlan) 
         "files": {str(p): sha256_file(p) for p in spec.files[1:]},
         "wheelhouses": dict(spec.local_inputs),
         "local": dict(spec.local_files),
-        "variables": dict(spec.variables),
+        "variables": {name: _secret_digest(value) for name, value in spec.variables.items()},
     }
     path = _note_path(settings, _digest(settings, plan.request, env, plan.server_module, image,
                                         installer))
@@ -109,10 +109,16 @@ def remember(settings: Settings, env: Mapping[str, str], plan: EnvironmentPlan) 
         pass
 
 
+def _secret_digest(value: str | None) -> str | None:
+    """${VAR} values may be tokens: the note keeps only their hash."""
+    return None if value is None else hashlib.sha256(value.encode()).hexdigest()
+
+
 def _still_valid(note: Mapping[str, Any], env: Mapping[str, str]) -> bool:
     try:
         return (
-            all(env.get(name) == value for name, value in note["variables"].items())
+            all(_secret_digest(env.get(name)) == digest
+                for name, digest in note["variables"].items())
             and all(sha256_file(Path(p)) == h for p, h in note["files"].items())
             and all(fingerprint_wheelhouse(Path(p)) == f for p, f in note["wheelhouses"].items())
             and all(fingerprint_path(Path(p)) == f for p, f in note["local"].items())

@@ -289,3 +289,20 @@ def test_a_cache_other_users_can_write_is_refused_with_92(
     result = run_entrypoint(image, env, "run", "--", "true")  # the warm path checks too
     assert result.returncode == 92, result.stderr
     assert "can be written by other users" in result.stderr and "chmod go-w" in result.stderr
+
+
+def test_credentials_in_variables_and_urls_are_not_kept_in_the_cache(
+    image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+) -> None:
+    """${VAR} tokens and URL credentials reach the installer but are not stored."""
+    authed = index.url.replace("http://", "http://bot:${INDEX_TOKEN}@")  # pypiserver ignores it
+    (app / "requirements.txt").write_text(f"--index-url {authed}\ntinydep\n")
+    env = contract_env(tmp_path, image, app, cache, INDEX_TOKEN="hunter2-secret",
+                       AZUREML_EXTRA_REQUIREMENTS_TXT="requirements.txt")
+    result = run_entrypoint(image, env, "run", "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert "request unchanged" in run_entrypoint(image, env, "run", "--", "true").stderr
+    stored = [p.read_text() for p in cache.rglob("*") if p.is_file() and (
+        ".extensibility" in p.parts or "warm" in p.parts)]
+    assert stored and all("hunter2-secret" not in text for text in stored)
+    assert "hunter2-secret" not in result.stderr

@@ -167,3 +167,8 @@ def test_index_options_become_each_installers_flags() -> None:
     assert uv_flags(options) == ["--index-url", "https://i", "--extra-index-url", "https://e",
                                  "--allow-insecure-host", "e", "--prerelease", "allow",
                                  "--require-hashes"]
+
+
+def test_variables_are_expanded_on_a_continued_last_line(tmp_path: Path) -> None:
+    spec = parse_requirements(write(tmp_path / "r.txt", "foo==${V} \\"), {"V": "1.2"})
+    assert spec.requirements[0].key_text == "foo==1.2"
