@@ -48,6 +48,11 @@ def installer_settings(installer: str, env: Mapping[str, str]) -> dict[str, Any]
     variables = {name: redact_url(value) for name, value in sorted(effective.items())
                  if name.startswith(prefix) and name not in _PRESENTATION_VARIABLES}
     files = {str(p): sha256_file(p) for p in _config_files(installer, env) if p.is_file()}
+    # constraint files named by variables change the result by their content, not their path
+    for name in ("UV_CONSTRAINT", "UV_OVERRIDE") if installer == "uv" else ("PIP_CONSTRAINT",):
+        for path in map(Path, effective.get(name, "").split()):
+            if path.is_file():
+                files[str(path)] = sha256_file(path)
     return {"variables": variables, "config_files": files}
 
 
@@ -60,8 +65,11 @@ def _config_files(installer: str, env: Mapping[str, str]) -> list[Path]:
             return []
         if env.get("UV_CONFIG_FILE"):
             return [Path(env["UV_CONFIG_FILE"])]
-        return [config_home / "uv" / "uv.toml", *(d / "uv" / "uv.toml" for d in config_dirs)]
-    if "PIP_CONFIG_FILE" in env:
-        return [] if env["PIP_CONFIG_FILE"] == os.devnull else [Path(env["PIP_CONFIG_FILE"])]
-    return [*(d / "pip" / "pip.conf" for d in config_dirs), Path("/etc/pip.conf"),
-            home / ".pip" / "pip.conf", config_home / "pip" / "pip.conf"]
+        return [config_home / "uv" / "uv.toml", *(d / "uv" / "uv.toml" for d in config_dirs),
+                Path("/etc/uv/uv.toml")]
+    if env.get("PIP_CONFIG_FILE") == os.devnull:
+        return []  # pip then reads no configuration file at all
+    # pip reads the global and user files, then PIP_CONFIG_FILE on top of them
+    files = [*(d / "pip" / "pip.conf" for d in config_dirs), Path("/etc/pip.conf"),
+             home / ".pip" / "pip.conf", config_home / "pip" / "pip.conf"]
+    return files + ([Path(env["PIP_CONFIG_FILE"])] if env.get("PIP_CONFIG_FILE") else [])

@@ -7,10 +7,17 @@ import re
 _USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 
 
+# query parameters that carry secrets in signed or token URLs (?sig=, ?token=, ?api_key=)
+_SECRET_QUERY_RE = re.compile(
+    r"(?P<name>[?&][^=&\s#]*(?:token|key|secret|password|passwd|sig|auth)[^=&\s#]*=)"
+    r"[^&\s#]+", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """`https://user:token@host/x` -> `https://****@host/x`; the whole userinfo is hidden
-    because tokens are often given as the user name."""
-    return _USERINFO_RE.sub(lambda m: f"{m.group('scheme')}****@", url)
+    """`https://user:token@host/x?sig=abc` -> `https://****@host/x?sig=****`; the whole
+    userinfo is hidden because tokens are often given as the user name."""
+    url = _USERINFO_RE.sub(lambda m: f"{m.group('scheme')}****@", url)
+    return _SECRET_QUERY_RE.sub(lambda m: f"{m.group('name')}****", url)
 
 
 def redact_text(text: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -87,3 +88,22 @@ def test_document_is_readable_json(tmp_path: Path) -> None:
     assert parsed["request"]["requirements"] == ["requests"]
     assert parsed["image"] == {str(tmp_path / "site-packages"): ["a==1"]}
     assert parsed["schema"] == 1
+
+
+def test_query_string_tokens_are_redacted_too() -> None:
+    from extensibility.redact import redact_url
+
+    assert redact_url("https://u:p@h.example/x?sig=abc&se=1&api_key=zz") == \
+        "https://****@h.example/x?sig=****&se=1&api_key=****"
+    assert redact_url("https://h.example/simple/pkg/") == "https://h.example/simple/pkg/"
+
+
+def test_constraint_files_named_by_variables_count_by_content(tmp_path: Path) -> None:
+    image = make_image(tmp_path)
+    pins = tmp_path / "pins.txt"
+    pins.write_text("numpy==1.26.4\n")
+    env = {"PIP_CONSTRAINT": str(pins), "PIP_CONFIG_FILE": os.devnull}
+    before, _ = key_for(tmp_path, "x\n", image, installer="pip", env=env)
+    pins.write_text("numpy==2.0.0\n")
+    after, _ = key_for(tmp_path, "x\n", image, installer="pip", env=env)
+    assert before != after

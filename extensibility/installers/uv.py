@@ -5,7 +5,8 @@ straight into the overlay would re-install everything the image already has. Ins
 1. `uv pip install --dry-run --python IMAGE`: uv resolves with the image's packages as the
    installed set (keeping what satisfies) and lists what it would add or replace;
 2. `uv pip install --no-deps --python OVERLAY` of exactly those pins.
-The image itself is never written to.
+No package of the image is changed. (uv takes its environment lock on the image during the
+dry run: on a writable image that leaves an empty `.lock` file in its prefix.)
 """
 
 from __future__ import annotations
