@@ -15,7 +15,7 @@ from extensibility.image import current_image
 from extensibility.installers.choice import choose_installer, find_uv
 from extensibility.protection import resolve_protection
 from extensibility.request import REQUIREMENTS, resolve_request
-from extensibility.server_command import server_module
+from extensibility.server_command import find_program, server_module
 from extensibility.settings import Settings
 from extensibility.store import Store
 
@@ -111,13 +111,12 @@ def _cache(settings: Settings) -> Finding:
 
 def _server(settings: Settings, env: Mapping[str, str], command: Sequence[str]) -> Finding:
     path = env.get("PATH", os.defpath)
-    program = shutil.which(command[0], path=path) or shutil.which(
-        command[0], path=os.path.dirname(sys.executable))
+    program = find_program(command[0], path, settings.app_root)
     if program is None:
         return Finding("server", False, f"{command[0]!r} is not on PATH nor next to "
                        f"{sys.executable}", "install azureml-inference-server-http into the "
                        "image, or give the server command after `--`")
-    module = server_module(command, path)
+    module = server_module(command, path, settings.app_root)
     if module is None:
         return Finding("server", True, f"{' '.join(command)} -> {program} (not a Python console "
                        "script: `server` protection holds nothing for it)")

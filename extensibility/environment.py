@@ -63,7 +63,7 @@ def plan_environment(settings: Settings, request: Request, env: Mapping[str, str
         spec = offline(spec, wheels)
     image = current_image()
     installer, uv_binary = choose_installer(settings.installer)
-    module = server_module(command, env.get("PATH", os.defpath))
+    module = server_module(command, env.get("PATH", os.defpath), settings.app_root)
     document = key_document(spec, image, installer, env, settings.protect, module,
                             settings.policy())
     key = key_of(document)
@@ -193,12 +193,12 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
 
 def _redact_request_files(work_dir: Path) -> None:
     """The installer needed the request with its credentials; the cache keeps it without."""
-    from extensibility.redact import redact_text
+    from extensibility.redact import redact_url
 
     for name in ("requirements.txt", "constraints.txt", "install.txt"):
         path = work_dir / name
         if path.exists():
-            path.write_text(redact_text(path.read_text(encoding="utf-8")), encoding="utf-8")
+            path.write_text(redact_url(path.read_text(encoding="utf-8")), encoding="utf-8")
 
 
 def _changes(image: Image, site_packages: Path) -> list[str]:

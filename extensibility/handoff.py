@@ -8,8 +8,6 @@ interpreter instead; `PATH` gets the overlay's `bin` first for everything the se
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import NoReturn
 
 from extensibility.errors import ServerNotFound
 from extensibility.overlay import overlay_python
+from extensibility.server_command import find_program, read_head
 from extensibility.settings import Settings
 
 DEFAULT_SERVER = "azmlinfsrv"
@@ -52,7 +51,7 @@ def plan_handoff(settings: Settings, command: Sequence[str] | None, env: Mapping
     if overlay is not None:
         new_env["PATH"] = f"{overlay / 'bin'}{os.pathsep}{env.get('PATH', os.defpath)}"
         new_env["VIRTUAL_ENV"] = str(overlay)
-    program = _resolve(argv[0], new_env.get("PATH", os.defpath), settings.app_root)
+    program = find_program(argv[0], new_env.get("PATH", os.defpath), settings.app_root)
     if program is None:
         if argv[0] == DEFAULT_SERVER:
             fix = ("install azureml-inference-server-http into the image, or give the server "
@@ -71,22 +70,9 @@ def execute(handoff: Handoff) -> NoReturn:
     os.execve(handoff.program, list(handoff.argv), dict(handoff.env))
 
 
-def _resolve(name: str, path: str, cwd: Path) -> str | None:
-    if os.sep in name:
-        candidate = name if os.path.isabs(name) else str(cwd / name)
-        return candidate if os.path.isfile(candidate) and os.access(candidate, os.X_OK) else None
-    # then the image's own scripts folder: an image venv need not be on PATH
-    return shutil.which(name, path=path) or shutil.which(
-        name, path=os.path.dirname(sys.executable))
-
-
 def _is_foreign_python_script(program: str, overlay: Path) -> bool:
     """A script whose shebang starts some Python other than the overlay's."""
-    try:
-        with open(program, "rb") as handle:
-            head = handle.read(512)
-    except OSError:
-        return False
+    head = read_head(program, 512)
     if not head.startswith(b"#!"):
         return False
     first, _, rest = head.partition(b"\n")

@@ -8,7 +8,7 @@ import time
 from typing import Any, TextIO
 
 from extensibility.errors import ExtensibilityError
-from extensibility.redact import redact_text
+from extensibility.redact import redact_url
 
 
 class Log:
@@ -39,7 +39,7 @@ class Log:
         self._emit("error", error.title, error.message, fields)
 
     def _emit(self, level: str, phase: str, message: str, fields: dict[str, Any]) -> None:
-        message = redact_text(message)
+        message = redact_url(message)
         elapsed = self.elapsed()
         if self.fmt == "json":
             record = {"ts": round(time.time(), 3), "elapsed": round(elapsed, 3), "level": level,
@@ -53,6 +53,6 @@ class Log:
             if level == "error":
                 line += f" (exit {fields['exit_code']})"
                 if "fix" in fields:
-                    line += f"\nextensibility {elapsed:7.3f}s   fix: {redact_text(fields['fix'])}"
+                    line += f"\nextensibility {elapsed:7.3f}s   fix: {redact_url(fields['fix'])}"
         self.stream.write(line + "\n")
         self.stream.flush()

@@ -14,12 +14,8 @@ _SECRET_QUERY_RE = re.compile(
 
 
 def redact_url(url: str) -> str:
-    """`https://user:token@host/x?sig=abc` -> `https://****@host/x?sig=****`; the whole
-    userinfo is hidden because tokens are often given as the user name."""
+    """`https://user:token@host/x?sig=abc` -> `https://****@host/x?sig=****`, also inside
+    free text (log lines, installer output); the whole userinfo is hidden because tokens are
+    often given as the user name."""
     url = _USERINFO_RE.sub(lambda m: f"{m.group('scheme')}****@", url)
     return _SECRET_QUERY_RE.sub(lambda m: f"{m.group('name')}****", url)
-
-
-def redact_text(text: str) -> str:
-    """Redact every URL with credentials inside free text (installer output, commands)."""
-    return redact_url(text)

@@ -127,13 +127,6 @@ class Store:
         finally:
             os.close(descriptor)
 
-    def journal_records(self) -> list[dict[str, Any]]:
-        try:
-            lines = (self.root / "journal.jsonl").read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return []
-        return [json.loads(line) for line in lines if line.strip()]
-
     def touch(self, key: str) -> None:
         """Record a use, for least-recently-used clean-up."""
         stamp = self.meta_dir(key) / "last-access"

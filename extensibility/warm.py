@@ -66,7 +66,7 @@ def warm_start(settings: Settings, request: Request, env: Mapping[str, str],
     if request.kind != REQUIREMENTS:
         return None
     installer, _ = choose_installer(settings.installer)
-    module = server_module(command, env.get("PATH", os.defpath))
+    module = server_module(command, env.get("PATH", os.defpath), settings.app_root)
     digest = _digest(settings, request, env, module, current_image(), installer)
     try:
         note = json.loads(_note_path(settings, digest).read_text(encoding="utf-8"))
@@ -78,7 +78,10 @@ def warm_start(settings: Settings, request: Request, env: Mapping[str, str],
     store = Store(settings.cache_dir)
     if store.lookup(key) is None:
         return None
-    store.hold(key)
+    try:
+        store.hold(key)
+    except OSError:
+        return None  # the full path reports an unwritable cache with its own clear message
     found = store.lookup(key)  # again, under the in-use lock: a clean-up may have run
     if found is None:
         return None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from extensibility.errors import InstallFailed
 from extensibility.log import Log
-from extensibility.redact import redact_text
+from extensibility.redact import redact_url
 
 TAIL_LINES = 30
 _PR_SET_PDEATHSIG = 1
@@ -38,7 +38,7 @@ def _die_with_parent() -> None:
 
 def run_streaming(command: Sequence[str], env: Mapping[str, str], log: Log, label: str,
                   log_file: Path, timeout: float) -> Completed:
-    log.phase("install", f"running {label}: {redact_text(' '.join(command))}")
+    log.phase("install", f"running {label}: {redact_url(' '.join(command))}")
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     lines: list[str] = []
     with log_file.open("a", encoding="utf-8") as record, subprocess.Popen(
@@ -57,7 +57,7 @@ def run_streaming(command: Sequence[str], env: Mapping[str, str], log: Log, labe
         timer.start()
         try:
             for raw in process.stdout:
-                line = redact_text(raw.rstrip())
+                line = redact_url(raw.rstrip())
                 record.write(line + "\n")
                 lines.append(line)
                 if line.strip():
