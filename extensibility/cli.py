@@ -16,7 +16,14 @@ from extensibility import __version__
 from extensibility.errors import ExtensibilityError, UsageError
 from extensibility.handoff import default_command, execute, plan_handoff
 from extensibility.log import Log
-from extensibility.request import LIB_PATH, REQUIREMENTS, Request, log_request, resolve_request
+from extensibility.request import (
+    CONDA,
+    LIB_PATH,
+    REQUIREMENTS,
+    Request,
+    log_request,
+    resolve_request,
+)
 from extensibility.settings import Settings, parse_duration, parse_size
 from extensibility.warm import remember, warm_start
 
@@ -186,7 +193,7 @@ def _environment(settings: Settings, request: Request, env: Mapping[str, str],
                  command: list[str], log: Log) -> Path | None:
     """The overlay to run in (None: the image's Python as it is). An unchanged request takes
     the warm shortcut; anything else computes the full key, and builds on a miss."""
-    if request.kind != REQUIREMENTS:
+    if request.kind not in (REQUIREMENTS, CONDA):
         return None
     found = warm_start(settings, request, env, command, log)
     if found is not None:
@@ -231,6 +238,7 @@ def _plan(settings: Settings, env: Mapping[str, str], log: Log, command: list[st
         "changes": _recorded_changes(settings, plan),
         "cwd": str(settings.app_root),
         "settings": {name: source for name, source in sorted(settings.sources.items())},
+        "conda": plan.conda.describe() if plan.conda else None,
         "key_document": plan.document,
     }
     if as_json:
@@ -239,6 +247,8 @@ def _plan(settings: Settings, env: Mapping[str, str], log: Log, command: list[st
     print(f"request:   {plan.request.describe()}")
     for variable in plan.request.ignored:
         print(f"ignored:   {variable} (lower precedence)")
+    for line in summary["conda"] or ():
+        print(f"conda:     {line}")
     if plan.key:
         print(f"installer: {plan.installer}")
         print(f"key:       {plan.key}")

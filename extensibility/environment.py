@@ -16,8 +16,9 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from extensibility.conda_prefix import NATIVE_LAYOUT, PYTHON_LAYOUT
 from extensibility.errors import BuildInterrupted, CheckFailed, InstallFailed
 from extensibility.image import Image, current_image
 from extensibility.installers.choice import choose_installer
@@ -25,7 +26,7 @@ from extensibility.key import canonical_json, differences, key_document, key_of
 from extensibility.log import Log
 from extensibility.policy import apply_policy
 from extensibility.protection import Protection, conflict
-from extensibility.request import REQUIREMENTS, Request
+from extensibility.request import CONDA, REQUIREMENTS, Request
 from extensibility.requirements import RequirementsSpec, parse_requirements
 from extensibility.server_command import server_module
 from extensibility.settings import Settings
@@ -36,6 +37,9 @@ from extensibility.wheelhouse import (
     offline_environment,
     wheelhouse_folder,
 )
+
+if TYPE_CHECKING:
+    from extensibility.conda_request import CondaPlan
 
 
 @dataclass(frozen=True)
@@ -49,15 +53,25 @@ class EnvironmentPlan:
     key: str | None = None
     hit: Path | None = None
     server_module: str | None = None
+    conda: CondaPlan | None = None
 
 
 def plan_environment(settings: Settings, request: Request, env: Mapping[str, str], log: Log,
                      command: Sequence[str]) -> EnvironmentPlan:
     """`command` is the server command: its package is what `server` protection holds."""
-    if request.kind != REQUIREMENTS:
+    if request.kind not in (REQUIREMENTS, CONDA):
         return EnvironmentPlan(request)
     assert request.path is not None
-    spec = apply_policy(settings, parse_requirements(request.path, env), env)
+    conda = None
+    if request.kind == CONDA:
+        from extensibility.conda_request import plan_conda
+
+        conda, spec = plan_conda(settings, request.path, env)
+        for line in conda.describe():
+            log.phase("conda", line)
+    else:
+        spec = parse_requirements(request.path, env)
+    spec = apply_policy(settings, spec, env)
     wheels = wheelhouse_folder(settings)
     if wheels is not None:
         spec = offline(spec, wheels)
@@ -65,14 +79,14 @@ def plan_environment(settings: Settings, request: Request, env: Mapping[str, str
     installer, uv_binary = choose_installer(settings.installer)
     module = server_module(command, env.get("PATH", os.defpath), settings.app_root)
     document = key_document(spec, image, installer, env, settings.protect, module,
-                            settings.policy())
+                            settings.policy(), conda.key_part() if conda else None)
     key = key_of(document)
     hit = Store(settings.cache_dir).lookup(key)
     log.phase("key", f"{key} ({len(spec.requirements)} requirements, "
               f"{len(spec.constraints)} constraints, installer {installer}): "
               f"{'hit' if hit else 'miss'}")
     return EnvironmentPlan(request, spec, image, installer, uv_binary, document, key, hit,
-                           module)
+                           module, conda)
 
 
 def miss_reason(settings: Settings, plan: EnvironmentPlan) -> str:
@@ -139,26 +153,47 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
     assert plan.spec is not None and plan.image is not None and plan.installer is not None
     assert plan.key is not None and plan.document is not None
     # imported here: the warm path never builds, so it never pays for these
+    from extensibility.activation import write_activation
     from extensibility.installers.base import InstallJob, make_installer
     from extensibility.overlay import create_overlay, overlay_site_packages
     from extensibility.protection import check_request, resolve_protection
 
     started = time.monotonic()
-    protection = resolve_protection(settings.protect, plan.server_module, plan.image)
-    log.phase("protect", protection.describe())
-    check_request(protection, plan.spec)  # a direct conflict fails before any install
-    python = create_overlay(root, plan.image)
     work_dir = store.meta_dir(plan.key)
+    layout = plan.conda.layout if plan.conda else None
+    spec = plan.spec
+    if layout == PYTHON_LAYOUT:
+        from extensibility.conda_build import python_layout
+
+        assert plan.conda is not None
+        python, protection, spec, site_packages = python_layout(
+            settings, plan.conda, plan.spec, plan.image, plan.server_module, root, log)
+        baseline: Mapping[str, str] = {}
+        base_dirs: tuple[str, ...] = ()
+    else:
+        protection = resolve_protection(settings.protect, plan.server_module, plan.image)
+        log.phase("protect", protection.describe())
+        check_request(protection, spec)  # a direct conflict fails before any install
+        python = create_overlay(root, plan.image)
+        site_packages = overlay_site_packages(root)
+        baseline, base_dirs = plan.image.distributions, plan.image.site_dirs
+        log.phase("install", f"overlay created at {root}")
+        if layout == NATIVE_LAYOUT:
+            from extensibility.conda_build import native_layout
+
+            assert plan.conda is not None
+            native_layout(settings, plan.conda, root, log)
     work_dir.mkdir(parents=True, exist_ok=True)
-    log.phase("install", f"overlay created at {root}")
     _fault_pause(settings, "overlay", log)
     installer = make_installer(plan.installer, plan.uv_binary)
-    job = InstallJob(python=python, image=plan.image, image_python=sys.executable,
-                     spec=plan.spec, work_dir=work_dir, timeout=settings.install_timeout,
+    job = InstallJob(python=python, image=plan.image,
+                     image_python=str(python) if layout == PYTHON_LAYOUT else sys.executable,
+                     spec=spec, work_dir=work_dir, timeout=settings.install_timeout,
                      env=installer_environment(env, settings, plan.installer),
-                     held=tuple(protection.constraint_lines()))
+                     held=tuple(protection.constraint_lines()),
+                     isolated=layout == PYTHON_LAYOUT)
     try:
-        result = installer.install(job, log)
+        result = installer.install(job, log) if spec.requirements else None
     except InstallFailed as failure:
         _blame_held(protection, plan, failure)
         wheels = wheelhouse_folder(settings)
@@ -166,25 +201,30 @@ def _build(settings: Settings, plan: EnvironmentPlan, store: Store, root: Path,
             raise explain_missing(failure, wheels) from failure
         raise
     _redact_request_files(work_dir)
+    installed = result.installed if result else ()
     seconds = time.monotonic() - started
-    log.phase("install", f"{len(result.installed)} packages in {seconds:.1f} s")
-    site_packages = overlay_site_packages(root)
-    changes = _changes(plan.image, site_packages)
+    log.phase("install", f"{len(installed)} packages in {seconds:.1f} s")
+    changes = _changes(baseline, site_packages)
     for line in changes:
         if protection.mode == "off" and " -> " in line:
             log.warning("change", line)
         else:
             log.phase("change", line)
-    _check(settings, protection, python, site_packages, plan.image, log)
+    _check(settings, protection, python, site_packages, base_dirs, log)
+    if plan.conda is not None:
+        from extensibility.conda_build import activation_for
+
+        write_activation(work_dir, activation_for(plan.conda, root))
     _fault_pause(settings, "publish", log)
     store.publish(plan.key, canonical_json(plan.document), {
         "request_file": str(plan.request.path),
         "variable": plan.request.variable,
         "installer": plan.installer,
         "image_python": sys.executable,
-        "installed": list(result.installed),
+        "installed": list(installed),
         "changes": changes,
         "protection": protection.describe(),
+        "conda": plan.conda.describe() if plan.conda else None,
         "build_seconds": round(time.monotonic() - started, 3),
         "created": time.time(),
     })
@@ -201,13 +241,13 @@ def _redact_request_files(work_dir: Path) -> None:
             path.write_text(redact_url(path.read_text(encoding="utf-8")), encoding="utf-8")
 
 
-def _changes(image: Image, site_packages: Path) -> list[str]:
-    """One line per package the overlay adds or overrides."""
+def _changes(baseline: Mapping[str, str], site_packages: Path) -> list[str]:
+    """One line per package the overlay adds or overrides (`baseline`: the image's)."""
     from extensibility.image import scan_distributions
 
     lines = []
     for name, version in sorted(scan_distributions(str(site_packages))):
-        before = image.distributions.get(name)
+        before = baseline.get(name)
         if before is None:
             lines.append(f"+ {name} {version}")
         elif before != version:
@@ -235,13 +275,13 @@ def _mentions(text: str, name: str) -> bool:
 
 
 def _check(settings: Settings, protection: Protection, python: Path, site_packages: Path,
-           image: Image, log: Log) -> None:
+           base_dirs: Sequence[str], log: Log) -> None:
     """Before the marker: overlay + image consistent, and the server still imports."""
     from extensibility.consistency import new_problems, smoke_import_error, start_smoke_import
 
     smoke = start_smoke_import(python, protection.module) if protection.module else None
     try:
-        problems = new_problems([str(site_packages), *image.site_dirs], list(image.site_dirs))
+        problems = new_problems([str(site_packages), *base_dirs], list(base_dirs))
         if problems and protection.mode != "off":
             raise CheckFailed("the environment is inconsistent:\n  " + "\n  ".join(problems),
                               fix="pin versions that satisfy these requirements, or set "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from extensibility.activation import apply_activation, read_activation
 from extensibility.errors import ServerNotFound
 from extensibility.overlay import overlay_python
 from extensibility.server_command import find_program, read_head
@@ -51,6 +52,7 @@ def plan_handoff(settings: Settings, command: Sequence[str] | None, env: Mapping
     if overlay is not None:
         new_env["PATH"] = f"{overlay / 'bin'}{os.pathsep}{env.get('PATH', os.defpath)}"
         new_env["VIRTUAL_ENV"] = str(overlay)
+        apply_activation(read_activation(overlay), new_env, overlay / "bin")
     program = find_program(argv[0], new_env.get("PATH", os.defpath), settings.app_root)
     if program is None:
         if argv[0] == DEFAULT_SERVER:

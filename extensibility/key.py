@@ -20,8 +20,9 @@ KEY_LENGTH = 16  # hex digits; short keeps script shebangs under the kernel's li
 
 def key_document(spec: RequirementsSpec, image: Image, installer: str,
                  env: Mapping[str, str], protect: str, server_module: str | None,
-                 policy: Mapping[str, object]) -> dict[str, Any]:
-    return {
+                 policy: Mapping[str, object],
+                 conda: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    document = {
         "schema": SCHEMA,
         "installer": installer,
         "protection": {"mode": protect, "server_module": server_module},
@@ -36,6 +37,9 @@ def key_document(spec: RequirementsSpec, image: Image, installer: str,
         },
         "installer_settings": installer_settings(installer, env),
     }
+    if conda is not None:  # absent for a requirements file: their keys stay as they were
+        document["conda"] = dict(conda)
+    return document
 
 
 def canonical_json(document: Mapping[str, Any]) -> str:

@@ -8,7 +8,6 @@ from pathlib import Path
 from extensibility.errors import (
     CondaFileNotFound,
     LibPathNotFound,
-    RequestNotSupported,
     RequirementsNotFound,
 )
 from extensibility.log import Log
@@ -74,12 +73,6 @@ def resolve_request(settings: Settings) -> Request:
                 f"{variable}={value!r}: file {path} does not exist",
                 fix=f"put the conda file at {path}",
             )
-        raise RequestNotSupported(
-            f"{variable}={value!r}: conda environment files are not supported yet "
-            "by this entrypoint",
-            fix="list the packages in a pip requirements file and set "
-            "AZUREML_EXTRA_REQUIREMENTS_TXT instead",
-        )
     elif not path.is_file():
         raise RequirementsNotFound(
             f"{variable}={value!r}: file {path} does not exist",

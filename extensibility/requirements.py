@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -210,6 +210,28 @@ def parse_requirements(path: Path, env: Mapping[str, str]) -> RequirementsSpec:
     """Parse `path` and everything it includes. `env` is used for ${VAR} expansion only."""
     parser = _Parser(env)
     parser.parse_file(path, constraint=False, stack=())
+    return _spec(parser)
+
+
+def parse_embedded(path: Path, lines: Sequence[tuple[int, str]], env: Mapping[str, str],
+                   extra: Sequence[tuple[Origin, str]] = ()) -> RequirementsSpec:
+    """Requirement lines that live inside another file (a conda file's `pip:` section), each
+    with its line number there; `extra` adds requirements made elsewhere (conda dependencies
+    translated to PEP 508), each cited by its own origin. Relative paths (`-r`, local
+    packages) are taken relative to `path`'s folder."""
+    parser = _Parser(env)
+    parser.files.append(path)
+    for origin, text in extra:
+        parser._add_requirement(origin, text, [], False, editable=False)
+    for lineno, raw in lines:
+        for name in _ENV_VAR_RE.findall(raw):
+            parser.variables[name] = env.get(name)
+        for _, line in _logical_lines(raw, env):
+            parser._parse_line(Origin(path, lineno, line), False, (path.resolve(),))
+    return _spec(parser)
+
+
+def _spec(parser: _Parser) -> RequirementsSpec:
     return RequirementsSpec(
         requirements=tuple(parser.requirements),
         constraints=tuple(parser.constraints),

@@ -97,6 +97,14 @@ SETTINGS: tuple[Setting, ...] = (
             "private index with another one (dependency confusion)."),
     Setting("no_direct_references", "EXTENSIBILITY_NO_DIRECT_REFERENCES", "0",
             "Policy: refuse direct URL, VCS and local-path requirements."),
+    Setting("conda_strategy", "EXTENSIBILITY_CONDA_STRATEGY", "auto",
+            "How a conda file is met: auto (the overlay when it is faithful, else a conda "
+            "prefix), overlay (always the image's Python; native packages are left to the "
+            "image), or prefix (always a conda prefix with the file's own Python).",
+            choices=("auto", "overlay", "prefix")),
+    Setting("conda_channels", "EXTENSIBILITY_CONDA_CHANNELS", None,
+            "Comma-separated conda channels (URLs, names or local folders) used instead of "
+            "the conda file's own: a mirror, or an offline channel folder."),
     Setting("install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT", "1800",
             "Seconds an installer may run before it is stopped and the start fails (exit 95)."),
     Setting("retries", "EXTENSIBILITY_RETRIES", "3",
@@ -134,6 +142,8 @@ class Settings:
     lock_timeout: float
     protect: str
     wheelhouse: str | None
+    conda_strategy: str
+    conda_channels: str | None
     require_hashes: bool
     allowed_index_hosts: tuple[str, ...] | None
     no_extra_index: bool
@@ -193,6 +203,8 @@ class Settings:
             lock_timeout=_seconds(raw, "lock_timeout", "EXTENSIBILITY_LOCK_TIMEOUT"),
             protect=_required(raw, "protect"),
             wheelhouse=raw["wheelhouse"],
+            conda_strategy=_required(raw, "conda_strategy"),
+            conda_channels=raw["conda_channels"],
             require_hashes=_flag(_required(raw, "require_hashes"), "EXTENSIBILITY_REQUIRE_HASHES"),
             allowed_index_hosts=tuple(h.strip().lower() for h in raw["allowed_index_hosts"]
                                       .split(",") if h.strip())

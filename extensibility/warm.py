@@ -24,7 +24,7 @@ from extensibility.image import Image, current_image
 from extensibility.installer_config import installer_settings
 from extensibility.installers.choice import choose_installer
 from extensibility.log import Log
-from extensibility.request import REQUIREMENTS, Request
+from extensibility.request import CONDA, REQUIREMENTS, Request
 from extensibility.server_command import server_module
 from extensibility.settings import Settings
 from extensibility.store import Store
@@ -51,6 +51,7 @@ def _digest(settings: Settings, request: Request, env: Mapping[str, str],
         "policy": settings.policy(),
         "wheelhouse": settings.wheelhouse,
         "server_module": module,
+        "conda": [settings.conda_strategy, settings.conda_channels],
     }
     text = json.dumps(document, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -63,7 +64,7 @@ def _note_path(settings: Settings, digest: str) -> Path:
 def warm_start(settings: Settings, request: Request, env: Mapping[str, str],
                command: Sequence[str], log: Log) -> Path | None:
     """The environment, if the request is unchanged since a start that wrote a note."""
-    if request.kind != REQUIREMENTS:
+    if request.kind not in (REQUIREMENTS, CONDA):
         return None
     installer, _ = choose_installer(settings.installer)
     module = server_module(command, env.get("PATH", os.defpath), settings.app_root)
@@ -96,7 +97,7 @@ def remember(settings: Settings, env: Mapping[str, str], plan: EnvironmentPlan) 
     assert spec is not None and image is not None and installer is not None
     note: dict[str, Any] = {
         "key": plan.key,
-        "files": {str(p): sha256_file(p) for p in spec.files[1:]},
+        "files": {str(p): sha256_file(p) for p in (*spec.files[1:], *_channel_files(plan))},
         "wheelhouses": dict(spec.local_inputs),
         "local": dict(spec.local_files),
         "variables": {name: _secret_digest(value) for name, value in spec.variables.items()},
@@ -110,6 +111,13 @@ def remember(settings: Settings, env: Mapping[str, str], plan: EnvironmentPlan) 
         os.replace(temporary, path)
     except OSError:
         pass
+
+
+def _channel_files(plan: EnvironmentPlan) -> list[Path]:
+    """A local conda channel's index: a package added there changes the key."""
+    channels = plan.conda.channels if plan.conda else ()
+    return [repodata for channel in channels if channel.startswith("file://")
+            for repodata in sorted(Path(channel[len("file://"):]).glob("*/repodata.json"))]
 
 
 def _secret_digest(value: str | None) -> str | None:

@@ -22,6 +22,9 @@ class InstallJob:
     env: Mapping[str, str]  # the installer's environment (the user's PIP_*/UV_* included)
     timeout: float  # seconds each installer run may take
     held: tuple[str, ...] = ()  # "name==version" constraints protecting the server
+    # the target does not see the image (a venv on a conda prefix's Python): uv resolves
+    # against `image_python` (then the target itself), pip runs from the image with --python
+    isolated: bool = False
 
 
 @dataclass(frozen=True)

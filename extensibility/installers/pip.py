@@ -8,6 +8,7 @@ upgrade goes into the overlay ("not uninstalling ... outside environment").
 from __future__ import annotations
 
 import re
+import sys
 
 from extensibility.installers._subprocess import check, run_streaming
 from extensibility.installers.base import InstallJob, InstallResult, write_request_files
@@ -22,7 +23,9 @@ class PipInstaller:
 
     def install(self, job: InstallJob, log: Log) -> InstallResult:
         requirements, constraints = write_request_files(job)
-        command = [str(job.python), "-m", "pip", "install", "--no-input", "--progress-bar",
+        pip = ([sys.executable, "-m", "pip", "--python", str(job.python)] if job.isolated
+               else [str(job.python), "-m", "pip"])
+        command = [*pip, "install", "--no-input", "--progress-bar",
                    "off", "--disable-pip-version-check", "--no-warn-script-location",
                    "-r", str(requirements)]
         if constraints:

@@ -1,0 +1,214 @@
+"""Read a conda environment file (`environment.yml`, MLflow's `conda.yaml`) completely.
+
+Every entry keeps its line, so a malformed file or match spec fails before any install with
+the file, the line, the entry and the reason. Nothing is translated here (conda_translate.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from extensibility.errors import RequestInvalid
+from extensibility.requirements import Origin
+
+_KNOWN_KEYS = {"name", "channels", "dependencies", "variables", "prefix"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_BRACKET_RE = re.compile(r"^\[(?P<body>[^\]]*)\]$")
+_BRACKET_ITEM_RE = re.compile(
+    r"\s*(?P<key>\w+)\s*=\s*(?P<quote>['\"]?)(?P<value>[^'\"]*)(?P=quote)\s*")
+
+
+@dataclass(frozen=True)
+class MatchSpec:
+    """A conda match spec, split into its parts (all text as written, None when absent)."""
+
+    name: str
+    version: str | None  # conda version spec, e.g. "1.2.*", ">=1,<2", "==1.2"
+    build: str | None
+    channel: str | None
+    origin: Origin
+
+    def __str__(self) -> str:
+        text = f"{self.channel}::" if self.channel else ""
+        text += self.name
+        if self.version:
+            text += f" {self.version}"
+        if self.build:
+            text += f" {self.build}"
+        return text
+
+
+@dataclass(frozen=True)
+class CondaFile:
+    path: Path
+    name: str | None
+    channels: tuple[str, ...]
+    dependencies: tuple[MatchSpec, ...]
+    pip: tuple[tuple[int, str], ...]  # (line, text) of each entry of the `pip:` section
+    variables: Mapping[str, str] = field(default_factory=dict)
+    ignored_keys: tuple[str, ...] = ()
+
+
+def read_conda_file(path: Path) -> CondaFile:
+    import yaml  # only a conda request pays for it
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestInvalid(f"{path}: not UTF-8 text ({exc.reason})",
+                             fix="save the conda file as UTF-8") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RequestInvalid(f"{where}: not valid YAML: {problem}",
+                             fix="correct the YAML syntax (indentation, quotes, colons)") from None
+    if root is None:
+        raise RequestInvalid(f"{path}: the conda file is empty",
+                             fix="list the packages under `dependencies:`")
+    return _Reader(path).read(root)
+
+
+@dataclass
+class _Reader:
+    path: Path
+
+    def read(self, root: Any) -> CondaFile:
+        import yaml
+
+        if not isinstance(root, yaml.MappingNode):
+            raise self._invalid(root, "the top level must be a mapping (name:, channels:, "
+                                "dependencies:)")
+        entries = {self._scalar(key, "a key"): value for key, value in root.value}
+        name = self._scalar(entries["name"], "name") if "name" in entries else None
+        channels = tuple(self._scalar(item, "a channel")
+                         for item in self._sequence(entries.get("channels"), "channels"))
+        dependencies: list[MatchSpec] = []
+        pip: list[tuple[int, str]] = []
+        for item in self._sequence(entries.get("dependencies"), "dependencies"):
+            if isinstance(item, yaml.MappingNode):
+                pip.extend(self._pip_section(item))
+            else:
+                text = self._scalar(item, "a dependency")
+                dependencies.append(parse_match_spec(self._origin(item, text)))
+        variables = {}
+        node = entries.get("variables")
+        if node is not None and not _is_null(node):
+            if not isinstance(node, yaml.MappingNode):
+                raise self._invalid(node, "`variables` must be a mapping of NAME: value")
+            for key, value in node.value:
+                variables[self._scalar(key, "a variable name")] = self._scalar(value, "a value")
+        if not dependencies and not pip:
+            raise self._invalid(root, "no dependencies are listed")
+        ignored = tuple(sorted(set(entries) - _KNOWN_KEYS))
+        return CondaFile(self.path, name, channels, tuple(dependencies), tuple(pip),
+                         variables, ignored)
+
+    def _pip_section(self, node: Any) -> list[tuple[int, str]]:
+        keys = [self._scalar(key, "a key") for key, _ in node.value]
+        if keys != ["pip"]:
+            raise self._invalid(node, f"a mapping among the dependencies must be `pip:` "
+                                f"alone, not {', '.join(keys)}")
+        items = self._sequence(node.value[0][1], "pip")
+        return [(item.start_mark.line + 1, self._scalar(item, "a pip requirement"))
+                for item in items]
+
+    def _sequence(self, node: Any, what: str) -> list[Any]:
+        import yaml
+
+        if node is None or _is_null(node):
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            raise self._invalid(node, f"`{what}` must be a list (`- item` lines)")
+        return list(node.value)
+
+    def _scalar(self, node: Any, what: str) -> str:
+        import yaml
+
+        if not isinstance(node, yaml.ScalarNode) or _is_null(node):
+            raise self._invalid(node, f"expected {what} (a single value) here")
+        return str(node.value)
+
+    def _origin(self, node: Any, text: str) -> Origin:
+        return Origin(self.path, node.start_mark.line + 1, text)
+
+    def _invalid(self, node: Any, reason: str) -> RequestInvalid:
+        return RequestInvalid(f"{self.path}:{node.start_mark.line + 1}: {reason}",
+                              fix="see docs/conda.md for the accepted layout")
+
+
+def _is_null(node: Any) -> bool:
+    return bool(node.tag == "tag:yaml.org,2002:null")
+
+
+def parse_match_spec(origin: Origin) -> MatchSpec:
+    """`pkg`, `pkg=1.2`, `pkg=1.2.*`, `pkg>=1,<2`, `pkg==1.2`, `pkg=1.2=build`, `pkg 1.2 build`,
+    `channel::pkg`, `pkg[version='>=1',build=py*]`."""
+    text = origin.text.strip()
+    channel = None
+    if "::" in text:
+        channel, text = (part.strip() for part in text.split("::", 1))
+        if not channel:
+            raise _bad_spec(origin, "empty channel before `::`")
+    match = _NAME_RE.match(text)
+    if not match:
+        raise _bad_spec(origin, "it does not start with a package name")
+    name, rest = match.group(0), text[match.end():].strip()
+    version: str | None = None
+    build: str | None = None
+    bracket = _BRACKET_RE.match(rest)
+    if bracket:
+        for item in bracket.group("body").split(","):
+            if not item.strip():
+                continue
+            parsed = _BRACKET_ITEM_RE.fullmatch(item)
+            if parsed is None or parsed.group("key") not in ("version", "build"):
+                raise _bad_spec(origin, f"unsupported bracket entry {item.strip()!r} "
+                                "(version= and build= are understood)")
+            if parsed.group("key") == "version":
+                version = parsed.group("value")
+            else:
+                build = parsed.group("value")
+    elif rest.startswith("=") and not rest.startswith("=="):
+        version, _, build_part = rest[1:].partition("=")
+        if not version:
+            raise _bad_spec(origin, "`=` must be followed by a version")
+        # `pkg=1.2` is fuzzy (1.2.*); with a build string the version is exact (as conda)
+        version = f"=={version}" if build_part else _fuzzy(version)
+        build = build_part or None
+    elif rest:
+        words = rest.split()
+        if len(words) > 2:
+            version, build = "".join(words[:-1]), words[-1]  # `>=1, <2 build`
+        else:
+            version = words[0]
+            build = words[1] if len(words) == 2 else None
+    if version is not None:
+        _check_version(origin, version)
+    return MatchSpec(name.lower(), version, build, channel, origin)
+
+
+def _fuzzy(version: str) -> str:
+    return version if version.endswith("*") else f"{version}.*"
+
+
+_CLAUSE_RE = re.compile(r"^(==|!=|>=|<=|>|<|~=|=)?\s*([A-Za-z0-9_.!+*-]+)$")
+
+
+def _check_version(origin: Origin, version: str) -> None:
+    for alternative in version.split("|"):
+        for clause in alternative.split(","):
+            if not _CLAUSE_RE.match(clause.strip()):
+                raise _bad_spec(origin, f"malformed version constraint {clause.strip()!r}")
+
+
+def _bad_spec(origin: Origin, reason: str) -> RequestInvalid:
+    return RequestInvalid(f"{origin}: not a conda match spec ({reason}): {origin.text}",
+                          fix="write NAME, NAME=1.2, NAME>=1,<2, NAME=1.2=BUILD or "
+                          "CHANNEL::NAME")

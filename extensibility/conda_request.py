@@ -1,0 +1,99 @@
+"""A conda request turned into what the pipeline builds: a requirements spec for the overlay
+(the same path as a requirements file) and, where needed, the conda prefix to put beside it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from extensibility.conda_file import CondaFile, read_conda_file
+from extensibility.conda_prefix import (
+    NATIVE_LAYOUT,
+    PYTHON_LAYOUT,
+    channel_state,
+    channels_for,
+    rattler_available,
+)
+from extensibility.conda_translate import OVERLAY, PREFIX, Decision, decide, explain
+from extensibility.errors import RequestNotSupported
+from extensibility.requirements import RequirementsSpec, parse_embedded
+from extensibility.settings import Settings
+
+
+@dataclass(frozen=True)
+class CondaPlan:
+    file: CondaFile
+    decision: Decision
+    layout: str | None  # None: no prefix; else PYTHON_LAYOUT or NATIVE_LAYOUT
+    specs: tuple[str, ...]  # what the conda solver gets
+    channels: tuple[str, ...]
+
+    def key_part(self) -> dict[str, Any]:
+        part: dict[str, Any] = {"strategy": self.decision.strategy, "layout": self.layout,
+                                "variables": dict(sorted(self.file.variables.items()))}
+        if self.layout is not None:
+            part.update(specs=list(self.specs), channels=list(self.channels),
+                        channel_state=channel_state(self.channels))
+        return part
+
+    def describe(self) -> list[str]:
+        lines = list(explain(self.decision))
+        if self.layout is not None:
+            where = ("its own Python, with the pip: section and the scoring server"
+                     if self.layout == PYTHON_LAYOUT else "native packages beside the image's "
+                     "Python")
+            lines.append(f"conda prefix ({where}): {' '.join(self.specs)} from "
+                         f"{', '.join(self.channels)}")
+        lines += [f"ignored key `{key}`" for key in self.file.ignored_keys]
+        return lines
+
+
+def plan_conda(settings: Settings, path: Path, env: Mapping[str, str],
+               python_version: str | None = None) -> tuple[CondaPlan, RequirementsSpec]:
+    running = python_version or sys.version.split()[0]
+    conda = read_conda_file(path)
+    decision = decide(conda, running, settings.conda_strategy)
+    if decision.python_problem and decision.strategy == OVERLAY:
+        raise RequestNotSupported(
+            f"{decision.python_problem}; EXTENSIBILITY_CONDA_STRATEGY=overlay cannot change "
+            "the image's Python",
+            fix=f"pin python={_minor(running)} in {path.name}, or unset "
+            "EXTENSIBILITY_CONDA_STRATEGY so a conda prefix with that Python is built")
+    if decision.strategy == PREFIX and not rattler_available():
+        raise RequestNotSupported(
+            f"{path} cannot be met by this image: {'; '.join(decision.reasons)}; and a conda "
+            "prefix cannot be built because py-rattler is not installed in the image",
+            fix=_ways_out(decision, running, path))
+    layout = None
+    specs: tuple[str, ...] = ()
+    if decision.strategy == PREFIX:
+        if decision.python_problem or settings.conda_strategy == PREFIX:
+            layout = PYTHON_LAYOUT
+            specs = tuple(spec.origin.text for spec in conda.dependencies)
+            if decision.python is None:
+                specs = (f"python {_minor(running)}.*", *specs)
+        else:
+            layout = NATIVE_LAYOUT
+            specs = tuple(spec.origin.text for spec in decision.untranslatable)
+    extra = [] if layout == PYTHON_LAYOUT else [(t.spec.origin, t.requirement)
+                                                 for t in decision.translated]
+    spec = parse_embedded(path, conda.pip, env, extra)
+    channels = channels_for(conda, settings.conda_channels) if layout else ()
+    return CondaPlan(conda, decision, layout, specs, channels), spec
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def _ways_out(decision: Decision, running: str, path: Path) -> str:
+    first = (f"make the file fit the image (python={_minor(running)}" if decision.python_problem
+             else "make the file fit the image (")
+    first += ", only packages that exist on PyPI), or set EXTENSIBILITY_CONDA_STRATEGY=overlay"
+    first += " to leave native packages to the image)" if not decision.python_problem else ")"
+    return (f"either {first}; or install the conda extra into the image "
+            f"(pip install 'azureml-extensibility[conda]') so {path.name} gets a conda prefix")
