@@ -64,6 +64,26 @@ def channel_state(channels: Sequence[str]) -> dict[str, str]:
     return state
 
 
+def local_native_names(channels: Sequence[str]) -> frozenset[str]:
+    """Packages of local channels that do not depend on python: native ones, which only a
+    prefix can provide (read straight from repodata.json; remote channels are not asked)."""
+    import json
+
+    python_packages: set[str] = set()
+    names: set[str] = set()
+    for channel in channels:
+        if not channel.startswith("file://"):
+            continue
+        for repodata in Path(channel[len("file://"):]).glob("*/repodata.json"):
+            document = json.loads(repodata.read_text(encoding="utf-8"))
+            for group in ("packages", "packages.conda"):
+                for record in (document.get(group) or {}).values():
+                    names.add(record["name"])
+                    if any(d.split()[0] == "python" for d in record.get("depends", ())):
+                        python_packages.add(record["name"])
+    return frozenset(names - python_packages)
+
+
 @dataclass(frozen=True)
 class PrefixResult:
     packages: tuple[str, ...]  # "name==version=build" of every package installed

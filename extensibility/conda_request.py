@@ -16,6 +16,7 @@ from extensibility.conda_prefix import (
     PYTHON_LAYOUT,
     channel_state,
     channels_for,
+    local_native_names,
     rattler_available,
 )
 from extensibility.conda_translate import OVERLAY, PREFIX, Decision, decide, explain
@@ -56,7 +57,8 @@ def plan_conda(settings: Settings, path: Path, env: Mapping[str, str],
                python_version: str | None = None) -> tuple[CondaPlan, RequirementsSpec]:
     running = python_version or sys.version.split()[0]
     conda = read_conda_file(path)
-    decision = decide(conda, running, settings.conda_strategy)
+    channels = channels_for(conda, settings.conda_channels)
+    decision = decide(conda, running, settings.conda_strategy, local_native_names(channels))
     if decision.python_problem and decision.strategy == OVERLAY:
         raise RequestNotSupported(
             f"{decision.python_problem}; EXTENSIBILITY_CONDA_STRATEGY=overlay cannot change "
@@ -82,8 +84,7 @@ def plan_conda(settings: Settings, path: Path, env: Mapping[str, str],
     extra = [] if layout == PYTHON_LAYOUT else [(t.spec.origin, t.requirement)
                                                  for t in decision.translated]
     spec = parse_embedded(path, conda.pip, env, extra)
-    channels = channels_for(conda, settings.conda_channels) if layout else ()
-    return CondaPlan(conda, decision, layout, specs, channels), spec
+    return CondaPlan(conda, decision, layout, specs, channels if layout else ()), spec
 
 
 def _minor(version: str) -> str:

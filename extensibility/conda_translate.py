@@ -78,8 +78,10 @@ class Decision:
     untranslatable: tuple[MatchSpec, ...] = ()  # what only a conda prefix can provide
 
 
-def decide(conda: CondaFile, python_version: str, asked: str) -> Decision:
-    """`asked`: EXTENSIBILITY_CONDA_STRATEGY (auto, overlay, prefix)."""
+def decide(conda: CondaFile, python_version: str, asked: str,
+           native: frozenset[str] = frozenset()) -> Decision:
+    """`asked`: EXTENSIBILITY_CONDA_STRATEGY (auto, overlay, prefix); `native`: names known
+    to be native from the channels (besides the built-in table)."""
     reasons: list[str] = []
     translated: list[Translated] = []
     skipped: list[str] = []
@@ -103,7 +105,7 @@ def decide(conda: CondaFile, python_version: str, asked: str) -> Decision:
         if spec.name in RUNTIME_PACKAGES:
             skipped.append(f"{spec.origin.text} (part of the Python runtime the image has)")
             continue
-        problem = _not_translatable(spec)
+        problem = _not_translatable(spec, native)
         if problem and asked == OVERLAY:
             skipped.append(f"{problem} (not installed: EXTENSIBILITY_CONDA_STRATEGY=overlay)")
         elif problem:
@@ -143,9 +145,9 @@ def _minor(version: str) -> tuple[str, str] | None:
     return (parts[0], parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
 
 
-def _not_translatable(spec: MatchSpec) -> str | None:
+def _not_translatable(spec: MatchSpec, native: frozenset[str]) -> str | None:
     where = f"{spec.origin}: {spec.origin.text!r}"
-    if spec.name in NATIVE_PACKAGES or spec.name.startswith(("r-", "_")):
+    if spec.name in NATIVE_PACKAGES or spec.name in native or spec.name.startswith(("r-", "_")):
         return f"{where} is a native conda package with no Python package equivalent"
     if spec.build and spec.build != "*":
         return f"{where} pins a conda build string, which a Python package cannot honour"
