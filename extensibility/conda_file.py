@@ -198,7 +198,7 @@ def _fuzzy(version: str) -> str:
     return version if version.endswith("*") else f"{version}.*"
 
 
-_CLAUSE_RE = re.compile(r"^(==|!=|>=|<=|>|<|~=|=)?\s*([A-Za-z0-9_.!+*-]+)$")
+_CLAUSE_RE = re.compile(r"^(==|!=|>=|<=|>|<|~=|=)?\s*([0-9*][A-Za-z0-9_.!+*-]*)$")
 
 
 def _check_version(origin: Origin, version: str) -> None:

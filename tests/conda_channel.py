@@ -21,7 +21,7 @@ GREET_C = 'const char *greet_native(void) { return "native library says hi"; }\n
 def subdir() -> str:
     import rattler
 
-    return str(rattler.Platform.current())
+    return str(rattler.Subdir.current())
 
 
 def build_conda_package(channel: Path, name: str, version: str, files: Mapping[str, bytes],

@@ -1,0 +1,257 @@
+"""Conda files for real: the overlay strategy through the real index and scoring server, the
+conda-prefix strategy against a local channel built here, and every failure's exit code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conda_channel import native_channel
+from tests.conftest import StartServer, contract_env, run_entrypoint
+from tests.support import IMAGE_WHEELHOUSE, Image, Index, build_image
+from tests.wheels import build_wheel
+
+pytestmark = pytest.mark.slow
+MINOR = f"{sys.version_info.major}.{sys.version_info.minor}"
+OTHER_MINOR = f"{sys.version_info.major}.{sys.version_info.minor - 1}"
+
+# what MLflow writes next to every model (python pinned to a patch release of the image's
+# minor, pip pinned, everything else in the pip: section), plus conda `variables`
+MLFLOW_CONDA_YAML = f"""\
+channels:
+- conda-forge
+dependencies:
+- python={MINOR}.1
+- pip<=23.2.1
+- pip:
+  - --index-url {{index}}
+  - greeting==1.0
+  - msgpack==1.0
+name: mlflow-env
+variables:
+  GREETING_STYLE: loud
+"""
+
+SCORE_PY = """\
+import os
+
+import greeting
+import msgpack
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    return {"greeting": greeting.greet("conda"), "msgpack": msgpack.VERSION,
+            "style": os.environ.get("GREETING_STYLE")}
+"""
+
+
+@pytest.fixture(scope="session")
+def renamed(packages: Path) -> Path:
+    """`msgpack` on the index: conda calls it msgpack-python."""
+    build_wheel(packages, "msgpack", "1.0", modules={"msgpack/__init__.py": "VERSION = '1.0'\n"})
+    return packages
+
+
+def complete_envs(cache: Path) -> list[Path]:
+    return sorted(p.parent.parent for p in cache.glob("envs/*/.extensibility/complete"))
+
+
+def test_mlflow_conda_yaml_is_served_by_the_real_server_and_cached(
+    renamed: Path, image: Image, app: Path, cache: Path, own_index: Index,
+    start_server: StartServer, tmp_path: Path,
+) -> None:
+    (app / "score.py").write_text(SCORE_PY)
+    (app / "conda.yaml").write_text(MLFLOW_CONDA_YAML.format(index=own_index.url))
+    env = contract_env(tmp_path, image, app, cache, AZUREML_EXTRA_CONDA_YAML="conda.yaml")
+
+    cold = start_server(image, env)
+    expected = {"greeting": "HELLO CONDA", "msgpack": "1.0", "style": "loud"}
+    assert cold.score({}).json() == expected
+    assert "strategy overlay" in cold.output()
+    assert f"python={MINOR}.1 (the image's Python" in cold.output()
+    cold.process.terminate()
+    cold.process.wait(timeout=20)
+    [environment] = complete_envs(cache)
+
+    own_index.stop()  # a restart must not need the index
+    warm = start_server(image, env)
+    assert warm.score({}).json() == expected  # the variables come back on a cache hit too
+    assert ": hit" in warm.output() and "running" not in warm.output()
+    assert complete_envs(cache) == [environment]
+
+
+def test_renamed_conda_packages_and_an_included_requirements_file(
+    renamed: Path, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+) -> None:
+    (app / "env").mkdir()
+    (app / "env" / "environment.yml").write_text(f"""\
+name: renamed
+channels: [defaults]
+dependencies:
+  - python={MINOR}
+  - conda-forge::msgpack-python=1.0
+  - greeting>=1,<2
+  - ca-certificates
+  - pip:
+    - -r more-requirements.txt
+""")
+    (app / "env" / "more-requirements.txt").write_text("hello-cli==1.0\n")
+    env = contract_env(tmp_path, image, app, cache, PIP_INDEX_URL=index.url,
+                       AZUREML_EXTRA_CONDA_YAML="env/environment.yml")
+
+    plan = run_entrypoint(image, env, "plan")
+    assert plan.returncode == 0, plan.stderr
+    assert "msgpack-python=1.0 -> msgpack==1.0.* (msgpack-python is msgpack on PyPI" \
+        in plan.stdout
+    assert "greeting>=1,<2 -> greeting>=1,<2" in plan.stdout
+    assert "skipped ca-certificates (part of the Python runtime" in plan.stdout
+
+    done = run_entrypoint(image, env, "run", "--", "python", "-c",
+                          "import msgpack, greeting, shutil; "
+                          "print(msgpack.VERSION, greeting.greet('x'), "
+                          "bool(shutil.which('hello-cli')))")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1.0 HELLO X True"
+
+
+def test_missing_conda_file_exits_98(image: Image, app: Path, cache: Path,
+                                     tmp_path: Path) -> None:
+    env = contract_env(tmp_path, image, app, cache, AZUREML_EXTRA_CONDA_YAML="nope.yml")
+    done = run_entrypoint(image, env, "run", "--", "true")
+    assert done.returncode == 98
+    assert str(app / "nope.yml") in done.stderr
+
+
+@pytest.mark.parametrize(("text", "where", "reason"), [
+    ("dependencies:\n  - numpy\n - pip\n", ":3:", "not valid YAML"),
+    ("dependencies:\n  - numpy\n  - sci kit learn 1 2 3\n", ":3:", "malformed version"),
+    ("dependencies:\n  - numpy>=1.0|<<2\n", ":2:", "malformed version constraint"),
+    ("dependencies:\n  - pip:\n    - greeting==\n", ":3:", "not a valid requirement"),
+    ("dependencies: numpy\n", ":1:", "must be a list"),
+    ("name: empty\n", ":1:", "no dependencies"),
+])
+def test_malformed_conda_file_fails_before_any_install_citing_the_line(
+    text: str, where: str, reason: str, image: Image, app: Path, cache: Path, tmp_path: Path,
+) -> None:
+    (app / "conda.yaml").write_text(text)
+    env = contract_env(tmp_path, image, app, cache, AZUREML_EXTRA_CONDA_YAML="conda.yaml")
+    done = run_entrypoint(image, env, "run", "--", "true")
+    assert done.returncode == 95, done.stderr
+    assert f"{app / 'conda.yaml'}{where}" in done.stderr and reason in done.stderr
+    assert not (cache / "envs").exists() or not any((cache / "envs").iterdir())
+
+
+def test_other_python_without_py_rattler_exits_95_with_two_ways_out(
+    image: Image, app: Path, cache: Path, tmp_path: Path,
+) -> None:
+    (app / "conda.yaml").write_text(f"dependencies:\n  - python={OTHER_MINOR}\n  - numpy\n")
+    env = contract_env(tmp_path, image, app, cache, AZUREML_EXTRA_CONDA_YAML="conda.yaml")
+    done = run_entrypoint(image, env, "run", "--", "true")
+    assert done.returncode == 95, done.stderr
+    assert f"'python={OTHER_MINOR}' asks for another Python" in done.stderr
+    assert "py-rattler is not installed" in done.stderr
+    assert f"python={MINOR}" in done.stderr and "azureml-extensibility[conda]" in done.stderr
+
+    forced = run_entrypoint(image, {**env, "EXTENSIBILITY_CONDA_STRATEGY": "overlay"},
+                            "run", "--", "true")
+    assert forced.returncode == 95 and "cannot change the image's Python" in forced.stderr
+
+
+# --- the conda-prefix strategy ----------------------------------------------------------
+
+NATIVE_SCORE_PY = """\
+import ctypes
+import os
+import subprocess
+
+import greeting
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    library = ctypes.CDLL("libgreetnative.so")  # found through LD_LIBRARY_PATH
+    library.greet_native.restype = ctypes.c_char_p
+    tool = subprocess.run(["hello-native"], capture_output=True, text=True, check=True)
+    return {"tool": tool.stdout.split(" from ")[0], "library": library.greet_native().decode(),
+            "greeting": greeting.greet("prefix"), "prefix": os.environ["CONDA_PREFIX"]}
+"""
+
+
+@pytest.fixture(scope="session")
+def conda_image(packages: Path, tmp_path_factory: pytest.TempPathFactory) -> Image:
+    """The simulated image with the conda extra (py-rattler) installed."""
+    if not any(IMAGE_WHEELHOUSE.glob("py_rattler-*.whl")):
+        pytest.fail(f"no py-rattler wheel in {IMAGE_WHEELHOUSE}: run `./dev test`")
+    tmp = tmp_path_factory.mktemp("conda-image")
+    return build_image(tmp / "image", tmp, extra_find_links=[packages],
+                       extra_packages=["py-rattler"])
+
+
+@pytest.fixture(scope="session")
+def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("conda")
+    return native_channel(root / "channel", root / "work")
+
+
+def test_native_package_gets_a_conda_prefix_used_by_the_scored_code(
+    conda_image: Image, channel: Path, app: Path, cache: Path, own_index: Index,
+    start_server: StartServer, tmp_path: Path,
+) -> None:
+    (app / "score.py").write_text(NATIVE_SCORE_PY)
+    (app / "conda.yaml").write_text(f"""\
+channels:
+  - {channel}
+dependencies:
+  - python={MINOR}
+  - hello-native=1.0
+  - pip:
+    - greeting==1.0
+""")
+    env = contract_env(tmp_path, conda_image, app, cache, PIP_INDEX_URL=own_index.url,
+                       AZUREML_EXTRA_CONDA_YAML="conda.yaml")
+    plan = run_entrypoint(conda_image, env, "plan")
+    assert "'hello-native=1.0' is a native conda package" in plan.stdout, plan.stdout
+    assert "conda prefix (native packages beside the image's Python)" in plan.stdout
+
+    cold = start_server(conda_image, env)
+    [environment] = complete_envs(cache)
+    expected = {"tool": "hello-native 1.0", "library": "native library says hi",
+                "greeting": "HELLO PREFIX", "prefix": str(environment / "conda")}
+    assert cold.score({}).json() == expected
+    assert "solved: 1 packages (hello-native)" in cold.output()
+    cold.process.terminate()
+    cold.process.wait(timeout=20)
+
+    own_index.stop()
+    warm = start_server(conda_image, env)
+    assert warm.score({}).json() == expected
+    assert ": hit" in warm.output() and "solving" not in warm.output()
+
+
+def test_offline_channel_mirror_and_an_unsatisfiable_spec(
+    conda_image: Image, channel: Path, app: Path, cache: Path, tmp_path: Path,
+) -> None:
+    (app / "conda.yaml").write_text("channels: [conda-forge]\n"
+                                    "dependencies:\n  - hello-native>=1.1\n")
+    # the file names conda-forge (unreachable here); the mirror variable replaces it
+    env = contract_env(tmp_path, conda_image, app, cache, AZUREML_EXTRA_CONDA_YAML="conda.yaml",
+                       EXTENSIBILITY_CONDA_CHANNELS=str(channel))
+    done = run_entrypoint(conda_image, env, "run", "--", "hello-native")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("hello-native 1.1 from ")
+
+    (app / "conda.yaml").write_text("dependencies:\n  - hello-native=9.9\n")
+    failed = run_entrypoint(conda_image, env, "run", "--", "hello-native")
+    assert failed.returncode == 95, failed.stderr
+    assert "the conda solver cannot satisfy the file" in failed.stderr
+    assert "hello-native" in failed.stderr.split("cannot satisfy the file", 1)[1]
+    assert len(complete_envs(cache)) == 1  # the failed build left nothing behind
