@@ -1,0 +1,73 @@
+"""Conda match specs and their PEP 440 translation (pure logic, no installs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from extensibility.conda_file import CondaFile, parse_match_spec
+from extensibility.conda_translate import OVERLAY, PREFIX, decide, pep440_specifier
+from extensibility.errors import RequestInvalid
+from extensibility.requirements import Origin
+
+
+def spec(text: str) -> tuple[str, str | None, str | None, str | None]:
+    parsed = parse_match_spec(Origin(Path("env.yml"), 3, text))
+    return parsed.name, parsed.version, parsed.build, parsed.channel
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("numpy", ("numpy", None, None, None)),
+    ("numpy=1.26", ("numpy", "1.26.*", None, None)),
+    ("numpy=1.26.*", ("numpy", "1.26.*", None, None)),
+    ("numpy==1.26.4", ("numpy", "==1.26.4", None, None)),
+    ("numpy>=1,<2", ("numpy", ">=1,<2", None, None)),
+    ("numpy=1.26.4=py311h64a7726_0", ("numpy", "==1.26.4", "py311h64a7726_0", None)),
+    ("numpy 1.26.* py311*", ("numpy", "1.26.*", "py311*", None)),
+    ("conda-forge::Scikit-Learn>=1.3", ("scikit-learn", ">=1.3", None, "conda-forge")),
+    ("numpy[version='>=1.20',build=py311*]", ("numpy", ">=1.20", "py311*", None)),
+])
+def test_match_specs(text: str, expected: tuple[str, str | None, str | None, str | None]) -> None:
+    assert spec(text) == expected
+
+
+@pytest.mark.parametrize("text", ["::numpy", "=1.2", "numpy=", "numpy>=one", "numpy[color=red]"])
+def test_malformed_match_specs_cite_the_line(text: str) -> None:
+    with pytest.raises(RequestInvalid, match=r"env.yml:3: not a conda match spec"):
+        spec(text)
+
+
+@pytest.mark.parametrize(("conda", "pep440"), [
+    ("1.26.*", "==1.26.*"), ("1.26*", "==1.26.*"), ("==1.26.4", "==1.26.4"),
+    ("1.26.4", "==1.26.4"), (">=1,<2", ">=1,<2"), ("*", ""), ("!=1.2.*", "!=1.2.*"),
+    (">=1.0|<0.5", None), ("1.2_1", None),
+])
+def test_conda_versions_in_pep_440(conda: str, pep440: str | None) -> None:
+    assert pep440_specifier(conda) == pep440
+
+
+def conda_file(*dependencies: str) -> CondaFile:
+    return CondaFile(Path("env.yml"), None, (), tuple(
+        parse_match_spec(Origin(Path("env.yml"), n, d)) for n, d in enumerate(dependencies, 2)),
+        ())
+
+
+def test_overlay_when_faithful_prefix_otherwise() -> None:
+    faithful = decide(conda_file("python=3.11.2", "pip", "pytorch=2.1", "openssl"), "3.11.7",
+                      "auto")
+    assert faithful.strategy == OVERLAY and not faithful.reasons
+    assert [t.requirement for t in faithful.translated] == ["torch==2.1.*"]
+
+    other_python = decide(conda_file("python=3.10", "numpy"), "3.11.7", "auto")
+    assert other_python.strategy == PREFIX and other_python.python_problem
+
+    native = decide(conda_file("python>=3.9", "ffmpeg", "numpy"), "3.11.7", "auto")
+    assert native.strategy == PREFIX and [s.name for s in native.untranslatable] == ["ffmpeg"]
+
+    forced = decide(conda_file("ffmpeg", "numpy"), "3.11.7", "overlay")
+    assert forced.strategy == OVERLAY and any("ffmpeg" in s for s in forced.skipped)
+
+    channel_native = decide(conda_file("hello-native"), "3.11.7", "auto",
+                            frozenset({"hello-native"}))
+    assert channel_native.strategy == PREFIX
