@@ -50,8 +50,8 @@ def python_layout(settings: Settings, conda: CondaPlan, spec: RequirementsSpec, 
     log.phase("install", f"venv on the prefix's Python {version} created at {root}")
     server = resolve_protection("server", module, image).server if module else None
     if server is None:
-        log.warning("protect", f"the server command's module {module!r} comes from no "
-                    "package of the image: it is not installed into the prefix")
+        log.warning("protect", "the server command is not a console script of a package of "
+                    "the image: no scoring server is installed on the prefix's Python")
         return python, Protection(settings.protect, module, None), spec, site_packages
     pin = f"{server}=={image.distributions[server]}"
     held = Held(server, image.distributions[server], ("the image's scoring server",))

@@ -42,7 +42,7 @@ class CondaPlan:
         return part
 
     def describe(self) -> list[str]:
-        lines = list(explain(self.decision))
+        lines = list(explain(self.decision, image_python=self.layout != PYTHON_LAYOUT))
         if self.layout is not None:
             where = ("its own Python, with the pip: section and the scoring server"
                      if self.layout == PYTHON_LAYOUT else "native packages beside the image's "

@@ -76,6 +76,7 @@ class Decision:
     python: MatchSpec | None
     python_problem: str | None = None  # the pin the image's interpreter cannot stand for
     untranslatable: tuple[MatchSpec, ...] = ()  # what only a conda prefix can provide
+    python_note: str | None = None  # how the image's Python stands for the pin
 
 
 def decide(conda: CondaFile, python_version: str, asked: str,
@@ -94,9 +95,6 @@ def decide(conda: CondaFile, python_version: str, asked: str,
             python_problem = python_mismatch(spec, python_version)
             if python_problem:
                 reasons.append(python_problem)
-            else:
-                skipped.append(f"{spec.origin.text} (the image's Python {python_version} "
-                               "stands for it)")
             continue
         if spec.name == "pip":
             skipped.append(f"{spec.origin.text} (the pip of the image installs the pip: "
@@ -116,8 +114,10 @@ def decide(conda: CondaFile, python_version: str, asked: str,
     if asked == PREFIX:
         reasons.insert(0, "EXTENSIBILITY_CONDA_STRATEGY=prefix asks for a conda prefix")
     strategy = PREFIX if reasons and asked != OVERLAY else OVERLAY
+    python_note = (f"{python.origin.text} (the image's Python {python_version} stands for it)"
+                   if python is not None and not python_problem else None)
     return Decision(strategy, tuple(reasons), tuple(translated), tuple(skipped), python,
-                    python_problem, tuple(untranslatable))
+                    python_problem, tuple(untranslatable), python_note)
 
 
 def python_mismatch(spec: MatchSpec, running: str) -> str | None:
@@ -204,11 +204,16 @@ def _clause(clause: str) -> str | None:
     return text
 
 
-def explain(decision: Decision) -> Sequence[str]:
-    """Lines for `plan` and the start log."""
+def explain(decision: Decision, *, image_python: bool = True) -> Sequence[str]:
+    """Lines for `plan` and the start log. `image_python`: the image's interpreter is used
+    (else the conda prefix brings Python and every conda dependency)."""
     lines = [f"strategy {decision.strategy}: " + (
         "; ".join(decision.reasons) if decision.reasons
         else "the file can be met faithfully by the image's Python plus PyPI packages")]
+    if not image_python:
+        return lines
+    if decision.python_note:
+        lines.append(f"kept {decision.python_note}")
     for item in decision.translated:
         lines.append(f"{item.spec.origin.text} -> {item.requirement}"
                      + (f" ({item.note})" if item.note else ""))

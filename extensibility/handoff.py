@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from extensibility.activation import apply_activation, read_activation
-from extensibility.errors import ServerNotFound
+from extensibility.errors import ServerNotFound, SettingsError
 from extensibility.overlay import overlay_python
 from extensibility.server_command import find_program, read_head
 from extensibility.settings import Settings
@@ -45,6 +45,10 @@ def default_command(settings: Settings) -> list[str]:
 def plan_handoff(settings: Settings, command: Sequence[str] | None, env: Mapping[str, str],
                  overlay: Path | None, lib_path: Path | None) -> Handoff:
     argv = list(command) if command else default_command(settings)
+    if not settings.app_root.is_dir():
+        raise SettingsError(f"AML_APP_ROOT={str(settings.app_root)!r}: the app folder does "
+                            "not exist (the server runs from there)",
+                            fix="mount the app at that folder, or set AML_APP_ROOT to it")
     new_env = dict(env)
     if lib_path is not None:
         existing = env.get("PYTHONPATH")

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import subprocess
+import sys
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ def subdir() -> str:
 
 def build_conda_package(channel: Path, name: str, version: str, files: Mapping[str, bytes],
                         *, depends: Sequence[str] = (), executables: Sequence[str] = (),
-                        build: str = "0") -> Path:
+                        build: str = "0", symlinks: Mapping[str, str] | None = None) -> Path:
     """Write `channel/SUBDIR/name-version-build.tar.bz2` with `files` (path -> content)."""
     folder = channel / subdir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -35,13 +36,20 @@ def build_conda_package(channel: Path, name: str, version: str, files: Mapping[s
              "timestamp": 1700000000000}
     paths = {"paths_version": 1, "paths": [
         {"_path": path, "path_type": "hardlink", "sha256": hashlib.sha256(data).hexdigest(),
-         "size_in_bytes": len(data)} for path, data in sorted(files.items())]}
+         "size_in_bytes": len(data)} for path, data in sorted(files.items())]
+        + [{"_path": path, "path_type": "softlink"} for path in sorted(symlinks or {})]}
     archive = folder / f"{name}-{version}-{build}.tar.bz2"
-    with tarfile.open(archive, "w:bz2") as tar:
+    with tarfile.open(archive, "w:bz2", compresslevel=1) as tar:
         members = dict(files)
         members["info/index.json"] = json.dumps(index).encode()
         members["info/paths.json"] = json.dumps(paths).encode()
-        members["info/files"] = "".join(f"{p}\n" for p in sorted(files)).encode()
+        members["info/files"] = "".join(
+            f"{p}\n" for p in sorted([*files, *(symlinks or {})])).encode()
+        for path, target in sorted((symlinks or {}).items()):
+            link = tarfile.TarInfo(path)
+            link.type = tarfile.SYMTYPE
+            link.linkname = target
+            tar.addfile(link)
         for path, data in sorted(members.items()):
             info = tarfile.TarInfo(path)
             info.size = len(data)
@@ -74,5 +82,37 @@ def native_channel(channel: Path, work: Path) -> Path:
         build_conda_package(channel, "hello-native", version, {
             "bin/hello-native": program, "lib/libgreetnative.so": library.read_bytes()},
             executables=["bin/hello-native"])
+    index_channel(channel)
+    return channel
+
+
+# parts of a CPython installation a conda package of it can leave out
+_SKIPPED = {"test", "site-packages", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3",
+            "__pycache__"}
+
+
+def python_channel(channel: Path) -> Path:
+    """Add a conda package `python` made from the interpreter running the tests (its real
+    binary, shared library, standard library and extension modules), so a prefix gets a real
+    Python from a channel without any download. The binary keeps its build's RUNPATH; at
+    hand-off the prefix's `lib` comes first on LD_LIBRARY_PATH, which wins over RUNPATH."""
+    base = Path(sys.base_prefix)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    files: dict[str, bytes] = {}
+    executable = f"bin/python{version}"
+    files[executable] = (base / executable).read_bytes()
+    for library in (base / "lib").glob("libpython*.so*"):
+        if library.is_file() and not library.is_symlink():
+            files[f"lib/{library.name}"] = library.read_bytes()
+    stdlib = base / "lib" / f"python{version}"
+    for path in stdlib.rglob("*"):
+        relative = path.relative_to(stdlib)
+        if path.is_file() and not path.is_symlink() and not _SKIPPED & set(relative.parts) \
+                and not relative.parts[0].startswith("config-"):
+            files[f"lib/python{version}/{relative}"] = path.read_bytes()
+    build_conda_package(channel, "python", sys.version.split()[0], files,
+                        executables=[executable] + [p for p in files if p.endswith(".so")],
+                        symlinks={"bin/python": f"python{version}",
+                                  "bin/python3": f"python{version}"})
     index_channel(channel)
     return channel

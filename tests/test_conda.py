@@ -74,7 +74,7 @@ def test_mlflow_conda_yaml_is_served_by_the_real_server_and_cached(
     expected = {"greeting": "HELLO CONDA", "msgpack": "1.0", "style": "loud"}
     assert cold.score({}).json() == expected
     assert "strategy overlay" in cold.output()
-    assert f"python={MINOR}.1 (the image's Python" in cold.output()
+    assert f"kept python={MINOR}.1 (the image's Python" in cold.output()
     cold.process.terminate()
     cold.process.wait(timeout=20)
     [environment] = complete_envs(cache)
@@ -255,3 +255,69 @@ def test_offline_channel_mirror_and_an_unsatisfiable_spec(
     assert "the conda solver cannot satisfy the file" in failed.stderr
     assert "hello-native" in failed.stderr.split("cannot satisfy the file", 1)[1]
     assert len(complete_envs(cache)) == 1  # the failed build left nothing behind
+
+
+PYTHON_SCORE_PY = """\
+import subprocess
+import sys
+
+import greeting
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    tool = subprocess.run(["hello-native"], capture_output=True, text=True, check=True)
+    return {"base_prefix": sys.base_prefix, "prefix": sys.prefix,
+            "greeting": greeting.greet("own python"), "tool": tool.stdout.split(" from ")[0]}
+"""
+
+
+@pytest.fixture(scope="session")
+def python_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A channel with `hello-native` and a real `python` package (see python_channel)."""
+    from tests.conda_channel import python_channel as add_python
+
+    root = tmp_path_factory.mktemp("conda-python")
+    return add_python(native_channel(root / "channel", root / "work"))
+
+
+def test_prefix_with_its_own_python_runs_the_real_server_offline(
+    conda_image: Image, python_channel: Path, packages: Path, app: Path, cache: Path,
+    start_server: StartServer, tmp_path: Path,
+) -> None:
+    # everything offline: the channel is a folder, wheels come from a mounted wheelhouse
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for wheel in [*IMAGE_WHEELHOUSE.glob("*.whl"), *packages.glob("*.whl")]:
+        (wheels / wheel.name).symlink_to(wheel)
+    (app / "score.py").write_text(PYTHON_SCORE_PY)
+    (app / "conda.yaml").write_text(f"""\
+channels: [{python_channel}]
+dependencies:
+  - python={MINOR}
+  - hello-native=1.1
+  - pip:
+    - greeting==1.0
+""")
+    env = contract_env(tmp_path, conda_image, app, cache, AZUREML_EXTRA_CONDA_YAML="conda.yaml",
+                       EXTENSIBILITY_CONDA_STRATEGY="prefix", EXTENSIBILITY_WHEELHOUSE=str(wheels))
+    cold = start_server(conda_image, env)
+    [environment] = complete_envs(cache)
+    expected = {"base_prefix": str(environment / "conda"), "prefix": str(environment),
+                "greeting": "HELLO OWN PYTHON", "tool": "hello-native 1.1"}
+    assert cold.score({}).json() == expected
+    log = cold.output()
+    assert "solved: 2 packages (hello-native, python)" in log
+    server_version = next(IMAGE_WHEELHOUSE.glob("azureml_inference_server_http-*.whl")) \
+        .name.split("-")[1]
+    assert f"azureml-inference-server-http=={server_version}" in log
+    assert (environment / "bin" / "azmlinfsrv").exists()  # the server of the prefix's venv
+    cold.process.terminate()
+    cold.process.wait(timeout=20)
+
+    warm = start_server(conda_image, env)
+    assert warm.score({}).json() == expected
+    assert ": hit" in warm.output() and "solving" not in warm.output()
