@@ -1,0 +1,1 @@
+"""Benchmarks: ./dev bench, ./dev bench-conda, ./dev bench-reliability."""
