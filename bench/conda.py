@@ -2,7 +2,7 @@
 
     ./dev bench-conda [--repeat N] [--sets tiny ml] [--chart docs/performance-conda.png]
 
-The file is what MLflow writes: `python=<the image's version>`, `pip<=23.2.1`, and the
+The file is what MLflow writes: `python=<the image's version>`, `pip<=<its pip>`, and the
 packages in its `pip:` section (tiny: one wheel; ml: numpy, pandas, scikit-learn, scipy),
 served by a local pypiserver together with the image's own wheels.
 - ours-cold: `extensibility prepare` on an empty cache (the overlay strategy);
@@ -24,15 +24,17 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import SCORE, SETS, ensure_wheels, first_score, table, timed
-from tests.conda_channel import python_channel
+from bench.run import SCORE, SETS, ensure_wheels, first_score, table
+from tests.conda_channel import pip_channel, python_channel
 from tests.support import (
     IMAGE_WHEELHOUSE,
     Image,
@@ -47,7 +49,7 @@ channels:
 - conda-forge
 dependencies:
 - python={python}
-- pip<=23.2.1
+- pip<={pip}
 - pip:
   - --index-url {index}
 {lines}name: mlflow-env
@@ -60,6 +62,16 @@ RATIOS = [
     ("score-old", "score-ours-cold", "first score: old / ours cold"),
     ("score-old", "score-ours-warm", "first score: old / ours warm"),
 ]
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    """Seconds `command` takes; a failure raises with the command's last output lines."""
+    started = time.perf_counter()
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        tail = "\n".join((completed.stdout + completed.stderr).splitlines()[-25:])
+        raise RuntimeError(f"{' '.join(command)} exited {completed.returncode}:\n{tail}")
+    return time.perf_counter() - started
 
 
 class CondaBench:
@@ -86,7 +98,8 @@ class CondaBench:
         app = self.folder(f"app-{set_name}")
         lines = "".join(f"  - {line}\n" for line in SETS[set_name])
         (app / "conda.yaml").write_text(CONDA_YAML.format(
-            python=platform.python_version(), index=index_url, lines=lines))
+            python=platform.python_version(), pip=pip_wheel().name.split("-")[1],
+            index=index_url, lines=lines))
         (app / "requirements.txt").write_text(f"--index-url {index_url}\n"
                                               + "".join(f"{r}\n" for r in SETS[set_name])
                                               + "azureml-inference-server-http\n")
@@ -130,6 +143,10 @@ class CondaBench:
         }
 
 
+def pip_wheel() -> Path:
+    return next(IMAGE_WHEELHOUSE.glob("pip-*.whl"))
+
+
 def served_folder(work: Path, set_name: str) -> Path:
     """The set's wheels and the image's (the old behaviour and the prefix strategy install
     the scoring server again), in one folder for pypiserver."""
@@ -150,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="extensibility-bench-conda-") as tmp:
         work = Path(tmp)
         image = build_image(work / "image", work, extra_packages=["py-rattler"])
-        bench = CondaBench(work, image, python_channel(work / "channel"))
+        channel = pip_channel(python_channel(work / "channel"), pip_wheel())
+        bench = CondaBench(work, image, channel)
         samples: dict[str, dict[str, list[float]]] = {}
         for set_name in args.sets:
             index = start_index(served_folder(work, set_name), work / f"index-{set_name}.log")

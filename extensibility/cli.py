@@ -144,22 +144,25 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             print(report(findings))
             return 0 if all(f.ok for f in findings) else 1
         if args.action == "wheelhouse":
-            from extensibility.download import build_wheelhouse
+            from extensibility.download import build_wheelhouse, read_request
 
-            manifest = build_wheelhouse(args.requirement.absolute(), args.output.absolute(),
-                                        _target(args), args.build_sdists, env, log,
-                                        settings.install_timeout)
+            source = args.requirement.absolute()
+            spec = read_request(source, env, _target(args), settings, log)
+            manifest = build_wheelhouse(source, spec, args.output.absolute(), _target(args),
+                                        args.build_sdists, env, log, settings.install_timeout)
             log.phase("wheelhouse", f"ready: {args.output} (manifest {manifest.name})")
             return 0
         if args.action == "prepare" and args.target is not None:
-            from extensibility.download import prepare_target
+            from extensibility.download import prepare_target, read_request
 
             requirements = args.requirement or resolve_request(settings).path
             if requirements is None:
                 raise UsageError("nothing to install: give -r FILE or set "
-                                 "AZUREML_EXTRA_REQUIREMENTS_TXT")
-            prepare_target(Path(requirements).absolute(), args.target.absolute(),
-                           _target(args), env, log, settings.install_timeout)
+                                 "AZUREML_EXTRA_REQUIREMENTS_TXT or a conda file variable")
+            source = Path(requirements).absolute()
+            spec = read_request(source, env, _target(args), settings, log)
+            prepare_target(source, spec, args.target.absolute(), _target(args), env, log,
+                           settings.install_timeout)
             log.phase("prepare", f"ready: {args.target} (for AZUREML_EXTRA_PYTHON_LIB_PATH)")
             return 0
         if args.action == "ls":

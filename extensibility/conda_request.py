@@ -20,9 +20,11 @@ from extensibility.conda_prefix import (
     rattler_available,
 )
 from extensibility.conda_translate import OVERLAY, PREFIX, Decision, decide, explain
-from extensibility.errors import RequestNotSupported
+from extensibility.errors import PolicyViolation, RequestInvalid, RequestNotSupported
 from extensibility.requirements import RequirementsSpec, parse_embedded
 from extensibility.settings import Settings
+
+CONDA_HOST = "conda.anaconda.org"  # where a channel given by name (conda-forge) is read
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ def plan_conda(settings: Settings, path: Path, env: Mapping[str, str],
         else:
             layout = NATIVE_LAYOUT
             specs = tuple(spec.origin.text for spec in decision.untranslatable)
+    if layout is not None:
+        _check_channels(settings, path, channels)
     extra = [] if layout == PYTHON_LAYOUT else [(t.spec.origin, t.requirement)
                                                  for t in decision.translated]
     spec = parse_embedded(path, conda.pip, env, extra)
@@ -92,9 +96,33 @@ def _minor(version: str) -> str:
 
 
 def _ways_out(decision: Decision, running: str, path: Path) -> str:
-    first = (f"make the file fit the image (python={_minor(running)}" if decision.python_problem
-             else "make the file fit the image (")
-    first += ", only packages that exist on PyPI), or set EXTENSIBILITY_CONDA_STRATEGY=overlay"
-    first += " to leave native packages to the image)" if not decision.python_problem else ")"
-    return (f"either {first}; or install the conda extra into the image "
-            f"(pip install 'azureml-extensibility[conda]') so {path.name} gets a conda prefix")
+    extra = (f"or install the conda extra into the image (pip install "
+             f"'azureml-extensibility[conda]') so {path.name} gets a conda prefix")
+    if decision.python_problem:
+        return (f"either pin python={_minor(running)} (this image's Python) in {path.name} and "
+                f"keep to packages that exist on PyPI, {extra} with its own Python")
+    return (f"either drop the native packages from {path.name} or set "
+            f"EXTENSIBILITY_CONDA_STRATEGY=overlay to leave them to the image, {extra}")
+
+
+def _check_channels(settings: Settings, path: Path, channels: tuple[str, ...]) -> None:
+    """The offline and allowed-hosts rules hold for conda channels as for package indexes."""
+    from urllib.parse import urlsplit
+
+    remote = [c for c in channels if not c.startswith("file://")]
+    if settings.wheelhouse and remote:
+        raise RequestInvalid(
+            f"{path}: EXTENSIBILITY_WHEELHOUSE makes the start offline, but the conda prefix "
+            f"would use the channels {', '.join(remote)}",
+            fix="mount a channel folder and set EXTENSIBILITY_CONDA_CHANNELS to it")
+    if settings.allowed_index_hosts is None:
+        return
+    for channel in remote:
+        host = (urlsplit(channel).hostname or "") if "://" in channel else CONDA_HOST
+        if host.lower() not in settings.allowed_index_hosts:
+            raise PolicyViolation(
+                f"{path}: conda channel {channel!r} is refused by "
+                f"EXTENSIBILITY_ALLOWED_INDEX_HOSTS: host {host} is not in "
+                f"{', '.join(sorted(settings.allowed_index_hosts))}",
+                fix="use a channel on an allowed host (EXTENSIBILITY_CONDA_CHANNELS), or add "
+                "the host to the list; or unset EXTENSIBILITY_ALLOWED_INDEX_HOSTS")

@@ -20,7 +20,8 @@ from extensibility.errors import UsageError
 from extensibility.installers._subprocess import check, run_streaming
 from extensibility.installers.options import pip_flags
 from extensibility.log import Log
-from extensibility.requirements import parse_requirements
+from extensibility.requirements import RequirementsSpec, parse_requirements
+from extensibility.settings import Settings
 
 MANIFEST = "wheelhouse.json"
 
@@ -50,8 +51,30 @@ class Target:
         return not self.pip_flags()
 
 
-def build_wheelhouse(requirements: Path, output: Path, target: Target, build_sdists: bool,
-                     env: Mapping[str, str], log: Log, timeout: float) -> Path:
+def read_request(path: Path, env: Mapping[str, str], target: Target, settings: Settings,
+                 log: Log) -> RequirementsSpec:
+    """A requirements file, or a conda file's PyPI part: its translated dependencies and its
+    `pip:` section, as the overlay would install them for `target`'s Python."""
+    if path.suffix.lower() not in (".yml", ".yaml"):
+        return parse_requirements(path, env)
+    from extensibility.conda_request import plan_conda
+
+    version = target.python_version
+    if version and "." not in version:  # pip's "311" form
+        version = f"{version[0]}.{version[1:]}"
+    conda, spec = plan_conda(settings, path, env, version)
+    for line in conda.describe():
+        log.phase("conda", line)
+    if conda.layout is not None:
+        log.warning("conda", f"{' '.join(conda.specs)} come from conda channels, not wheels: "
+                    "for an offline start, also mount a channel folder and set "
+                    "EXTENSIBILITY_CONDA_CHANNELS")
+    return spec
+
+
+def build_wheelhouse(requirements: Path, spec: RequirementsSpec, output: Path, target: Target,
+                     build_sdists: bool, env: Mapping[str, str], log: Log,
+                     timeout: float) -> Path:
     """Download (or build) every wheel the request needs into `output`; write the manifest."""
     if build_sdists and not target.is_current():
         raise UsageError("--build-sdists builds wheels for this interpreter only; it cannot "
@@ -60,22 +83,21 @@ def build_wheelhouse(requirements: Path, output: Path, target: Target, build_sdi
     output.mkdir(parents=True, exist_ok=True)
     arguments = ["wheel", "--wheel-dir", str(output)] if build_sdists else [
         "download", "--dest", str(output), "--only-binary", ":all:", *target.pip_flags()]
-    _run_pip(arguments, requirements, output, env, log, timeout)
+    _run_pip(arguments, requirements, spec, output, env, log, timeout)
     return _write_manifest(output, requirements, target)
 
 
-def prepare_target(requirements: Path, folder: Path, target: Target, env: Mapping[str, str],
-                   log: Log, timeout: float) -> None:
+def prepare_target(requirements: Path, spec: RequirementsSpec, folder: Path, target: Target,
+                   env: Mapping[str, str], log: Log, timeout: float) -> None:
     """Install the request into `folder`, as AZUREML_EXTRA_PYTHON_LIB_PATH expects."""
     folder.mkdir(parents=True, exist_ok=True)
     flags = ["--only-binary", ":all:", *target.pip_flags()] if not target.is_current() else []
     _run_pip(["install", "--target", str(folder), "--no-warn-script-location", *flags],
-             requirements, folder, env, log, timeout)
+             requirements, spec, folder, env, log, timeout)
 
 
-def _run_pip(arguments: Sequence[str], requirements: Path, folder: Path,
-             env: Mapping[str, str], log: Log, timeout: float) -> None:
-    spec = parse_requirements(requirements, env)
+def _run_pip(arguments: Sequence[str], requirements: Path, spec: RequirementsSpec,
+             folder: Path, env: Mapping[str, str], log: Log, timeout: float) -> None:
     request = folder / ".requirements.txt"
     request.write_text("".join(r.installer_line() + "\n" for r in spec.requirements),
                        encoding="utf-8")

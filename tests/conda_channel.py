@@ -116,3 +116,19 @@ def python_channel(channel: Path) -> Path:
                                   "bin/python3": f"python{version}"})
     index_channel(channel)
     return channel
+
+
+def pip_channel(channel: Path, wheel: Path) -> Path:
+    """Add a conda package `pip` holding the files of a pip wheel (site-packages of this
+    interpreter's minor version), as conda-forge's pip package does."""
+    import zipfile
+
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    site = f"lib/python{version}/site-packages"
+    with zipfile.ZipFile(wheel) as archive:
+        files = {f"{site}/{name}": archive.read(name) for name in archive.namelist()
+                 if not name.endswith("/")}
+    build_conda_package(channel, "pip", wheel.name.split("-")[1], files,
+                        depends=[f"python {version}.*"])
+    index_channel(channel)
+    return channel

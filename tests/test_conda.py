@@ -321,3 +321,46 @@ dependencies:
     warm = start_server(conda_image, env)
     assert warm.score({}).json() == expected
     assert ": hit" in warm.output() and "solving" not in warm.output()
+
+
+def test_wheelhouse_of_a_conda_file_then_an_offline_start(
+    image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+) -> None:
+    (app / "conda.yaml").write_text(f"""\
+dependencies:
+  - python={MINOR}
+  - tinydep=1.0
+  - pip:
+    - greeting==1.0
+""")
+    env = contract_env(tmp_path, image, app, cache, PIP_INDEX_URL=index.url)
+    made = run_entrypoint(image, env, "wheelhouse", "-r", str(app / "conda.yaml"),
+                          "-o", str(app / "wheels"))
+    assert made.returncode == 0, made.stderr
+    assert "tinydep=1.0 -> tinydep==1.0.*" in made.stderr
+    assert sorted(p.name.split("-")[0] for p in (app / "wheels").glob("*.whl")) == \
+        ["greeting", "tinydep"]
+
+    offline = {**env, "PIP_INDEX_URL": "http://127.0.0.1:9/simple/",
+               "AZUREML_EXTRA_CONDA_YAML": "conda.yaml", "EXTENSIBILITY_WHEELHOUSE": "wheels"}
+    done = run_entrypoint(image, offline, "run", "--", "python", "-c",
+                          "import greeting; print(greeting.greet('offline'))")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "HELLO OFFLINE"
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"EXTENSIBILITY_WHEELHOUSE": "."}, "EXTENSIBILITY_WHEELHOUSE makes the start offline"),
+    ({"EXTENSIBILITY_ALLOWED_INDEX_HOSTS": "127.0.0.1"},
+     "conda channel 'conda-forge' is refused by EXTENSIBILITY_ALLOWED_INDEX_HOSTS"),
+])
+def test_offline_and_policy_rules_cover_conda_channels(
+    variables: dict[str, str], message: str, conda_image: Image, app: Path, cache: Path,
+    tmp_path: Path,
+) -> None:
+    (app / "conda.yaml").write_text("channels: [conda-forge]\ndependencies:\n  - ffmpeg\n")
+    env = contract_env(tmp_path, conda_image, app, cache, AZUREML_EXTRA_CONDA_YAML="conda.yaml",
+                       **variables)
+    done = run_entrypoint(conda_image, env, "plan")
+    assert done.returncode == 95, done.stderr
+    assert message in done.stderr
