@@ -19,7 +19,7 @@ from extensibility.conda_prefix import (
     local_native_names,
     rattler_available,
 )
-from extensibility.conda_translate import OVERLAY, PREFIX, Decision, decide, explain
+from extensibility.conda_translate import OVERLAY, PREFIX, Decision, decide, explain, is_native
 from extensibility.errors import PolicyViolation, RequestInvalid, RequestNotSupported
 from extensibility.requirements import RequirementsSpec, parse_embedded
 from extensibility.settings import Settings
@@ -60,7 +60,8 @@ def plan_conda(settings: Settings, path: Path, env: Mapping[str, str],
     running = python_version or sys.version.split()[0]
     conda = read_conda_file(path)
     channels = channels_for(conda, settings.conda_channels)
-    decision = decide(conda, running, settings.conda_strategy, local_native_names(channels))
+    native = local_native_names(channels)
+    decision = decide(conda, running, settings.conda_strategy, native)
     if decision.python_problem and decision.strategy == OVERLAY:
         raise RequestNotSupported(
             f"{decision.python_problem}; EXTENSIBILITY_CONDA_STRATEGY=overlay cannot change "
@@ -75,7 +76,10 @@ def plan_conda(settings: Settings, path: Path, env: Mapping[str, str],
     layout = None
     specs: tuple[str, ...] = ()
     if decision.strategy == PREFIX:
-        if decision.python_problem or settings.conda_strategy == PREFIX:
+        # a Python package only conda can provide (a build string, say) needs conda's Python
+        # too: beside the image's Python it would not be importable
+        if decision.python_problem or settings.conda_strategy == PREFIX or \
+                not all(is_native(s, native) for s in decision.untranslatable):
             layout = PYTHON_LAYOUT
             specs = tuple(spec.origin.text for spec in conda.dependencies)
             if decision.python is None:

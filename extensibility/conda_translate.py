@@ -145,9 +145,15 @@ def _minor(version: str) -> tuple[str, str] | None:
     return (parts[0], parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
 
 
+def is_native(spec: MatchSpec, native: frozenset[str] = frozenset()) -> bool:
+    """A package with no Python package equivalent (it goes beside, not into, a Python)."""
+    return spec.name in NATIVE_PACKAGES or spec.name in native or \
+        spec.name.startswith(("r-", "_"))
+
+
 def _not_translatable(spec: MatchSpec, native: frozenset[str]) -> str | None:
     where = f"{spec.origin}: {spec.origin.text!r}"
-    if spec.name in NATIVE_PACKAGES or spec.name in native or spec.name.startswith(("r-", "_")):
+    if is_native(spec, native):
         return f"{where} is a native conda package with no Python package equivalent"
     if spec.build and spec.build != "*":
         return f"{where} pins a conda build string, which a Python package cannot honour"

@@ -14,7 +14,7 @@ from extensibility.errors import ExtensibilityError
 from extensibility.image import current_image
 from extensibility.installers.choice import choose_installer, find_uv
 from extensibility.protection import resolve_protection
-from extensibility.request import REQUIREMENTS, resolve_request
+from extensibility.request import CONDA, REQUIREMENTS, resolve_request
 from extensibility.server_command import find_program, server_module
 from extensibility.settings import Settings
 from extensibility.store import Store
@@ -134,6 +134,15 @@ def _request(settings: Settings, env: Mapping[str, str]) -> Finding:
         spec = parse_requirements(request.path, env)
         return Finding("request", True, f"{request.describe()}: {len(spec.requirements)} "
                        "requirements read")
+    if request.kind == CONDA:
+        from extensibility.conda_prefix import rattler_available
+        from extensibility.conda_request import plan_conda
+
+        assert request.path is not None
+        conda, spec = plan_conda(settings, request.path, env)
+        rattler = "py-rattler installed" if rattler_available() else "no py-rattler"
+        return Finding("request", True, f"{request.describe()}: {conda.describe()[0]}; "
+                       f"{len(spec.requirements)} requirements for the overlay; {rattler}")
     return Finding("request", True, request.describe())
 
 

@@ -158,6 +158,10 @@ def test_other_python_without_py_rattler_exits_95_with_two_ways_out(
     assert "py-rattler is not installed" in done.stderr
     assert f"python={MINOR}" in done.stderr and "azureml-extensibility[conda]" in done.stderr
 
+    doctor = run_entrypoint(image, env, "doctor")
+    assert doctor.returncode == 1
+    assert "FAIL  request:" in doctor.stdout and "py-rattler is not installed" in doctor.stdout
+
     forced = run_entrypoint(image, {**env, "EXTENSIBILITY_CONDA_STRATEGY": "overlay"},
                             "run", "--", "true")
     assert forced.returncode == 95 and "cannot change the image's Python" in forced.stderr

@@ -71,3 +71,23 @@ def test_overlay_when_faithful_prefix_otherwise() -> None:
     channel_native = decide(conda_file("hello-native"), "3.11.7", "auto",
                             frozenset({"hello-native"}))
     assert channel_native.strategy == PREFIX
+
+
+@pytest.mark.parametrize(("dependency", "layout"), [
+    ("numpy=1.26", None),  # translated: the overlay
+    ("ffmpeg", "native"),  # native: a prefix beside the image's Python
+    ("numpy=1.26.4=py311h64a7726_0", "python"),  # a conda build of a Python package
+])
+def test_layout_follows_what_only_conda_can_provide(dependency: str, layout: str | None,
+                                                    tmp_path: Path) -> None:
+    import sys
+
+    from extensibility.conda_request import plan_conda
+    from extensibility.settings import Settings
+
+    path = tmp_path / "conda.yaml"
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    path.write_text(f"dependencies:\n  - python={minor}\n  - {dependency}\n")
+    plan, _ = plan_conda(Settings.from_environ({"EXTENSIBILITY_CACHE_DIR": str(tmp_path)}),
+                         path, {})
+    assert plan.layout == layout
