@@ -42,11 +42,10 @@ def python_layout(settings: Settings, conda: CondaPlan, spec: RequirementsSpec, 
                             "Python (EXTENSIBILITY_CONDA_CHANNELS)")
     _run([str(base), "-m", "venv", "--without-pip", "--symlinks", str(root)], "venv")
     python = root / "bin" / "python"
-    site_packages = Path(_run([str(python), "-c",
-                               "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                              "site-packages").strip())
-    version = _run([str(python), "-c", "import sys; print(sys.version.split()[0])"],
-                   "version").strip()
+    purelib, version = _run([str(python), "-c", "import sys, sysconfig; "
+                             "print(sysconfig.get_path('purelib')); print(sys.version.split()[0])"],
+                            "site-packages").splitlines()
+    site_packages = Path(purelib)
     log.phase("install", f"venv on the prefix's Python {version} created at {root}")
     server = resolve_protection("server", module, image).server if module else None
     if server is None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from extensibility.conda_file import CondaFile
 from extensibility.errors import InstallFailed
 from extensibility.log import Log
+from extensibility.redact import redact_url
 
 PREFIX_DIR = "conda"
 PYTHON_LAYOUT = "python"
@@ -84,13 +84,8 @@ def local_native_names(channels: Sequence[str]) -> frozenset[str]:
     return frozenset(names - python_packages)
 
 
-@dataclass(frozen=True)
-class PrefixResult:
-    packages: tuple[str, ...]  # "name==version=build" of every package installed
-
-
 def build_prefix(prefix: Path, specs: Sequence[str], channels: Sequence[str], cache_dir: Path,
-                 timeout: float, log: Log) -> PrefixResult:
+                 timeout: float, log: Log) -> None:
     """Solve `specs` against `channels` and install the result into `prefix`."""
     import asyncio
 
@@ -104,12 +99,14 @@ def build_prefix(prefix: Path, specs: Sequence[str], channels: Sequence[str], ca
             virtual_packages=rattler.VirtualPackage.detect(),
             timeout=None)
         log.phase("conda", f"solved: {len(records)} packages "
-                  f"({', '.join(sorted(r.name.normalized for r in records))})")
+                  f"({', '.join(sorted(r.name.normalized for r in records))}); downloading "
+                  f"and linking them into {prefix}")
         await rattler.install(records, target_prefix=prefix, cache_dir=cache_dir / "pkgs",
                               show_progress=False)
         return records
 
-    log.phase("conda", f"solving {', '.join(specs)} from {', '.join(channels)}")
+    shown = ", ".join(redact_url(c) for c in channels)
+    log.phase("conda", f"solving {', '.join(specs)} from {shown}")
     try:
         records = asyncio.run(asyncio.wait_for(solve_and_install(), timeout))
     except TimeoutError:
@@ -117,19 +114,20 @@ def build_prefix(prefix: Path, specs: Sequence[str], channels: Sequence[str], ca
                             fix="raise EXTENSIBILITY_INSTALL_TIMEOUT, or use a closer channel "
                             "mirror (EXTENSIBILITY_CONDA_CHANNELS)") from None
     except rattler.exceptions.SolverError as exc:
-        raise InstallFailed(f"the conda solver cannot satisfy the file:\n{exc}",
+        raise InstallFailed(f"the conda solver cannot satisfy the file:\n{redact_url(str(exc))}",
                             fix="relax or correct the conda dependencies named above, or add "
                             "the channel that has them") from None
     except (rattler.exceptions.FetchRepoDataError, rattler.exceptions.GatewayError) as exc:
-        raise InstallFailed(f"cannot read the conda channels {', '.join(channels)}:\n{exc}",
+        raise InstallFailed(f"cannot read the conda channels {shown}:\n{redact_url(str(exc))}",
                             fix="check the channel URLs; offline, point "
                             "EXTENSIBILITY_CONDA_CHANNELS at a local channel folder") from None
     except (rattler.exceptions.InstallerError, rattler.exceptions.TransactionError,
             rattler.exceptions.LinkError) as exc:
-        raise InstallFailed(f"installing the conda packages failed:\n{exc}") from None
-    packages = tuple(sorted(f"{r.name.normalized}=={r.version}={r.build}" for r in records))
+        raise InstallFailed("installing the conda packages failed:\n"
+                            f"{redact_url(str(exc))}") from None
+    for record in sorted(records, key=lambda r: r.name.normalized):
+        log.phase("change", f"+ conda {record.name.normalized} {record.version} {record.build}")
     log.phase("conda", f"prefix ready: {prefix}")
-    return PrefixResult(packages)
 
 
 def prefix_python(prefix: Path) -> Path | None:

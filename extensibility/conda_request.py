@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from extensibility.conda_prefix import (
 )
 from extensibility.conda_translate import OVERLAY, PREFIX, Decision, decide, explain, is_native
 from extensibility.errors import PolicyViolation, RequestInvalid, RequestNotSupported
+from extensibility.redact import redact_url
 from extensibility.requirements import RequirementsSpec, parse_embedded
 from extensibility.settings import Settings
 
@@ -36,10 +38,14 @@ class CondaPlan:
     channels: tuple[str, ...]
 
     def key_part(self) -> dict[str, Any]:
+        # variables may hold secrets: the key document (shown by `plan`) keeps their hashes;
+        # channel URLs lose their credentials
+        variables = {name: hashlib.sha256(value.encode()).hexdigest()[:16]
+                     for name, value in sorted(self.file.variables.items())}
         part: dict[str, Any] = {"strategy": self.decision.strategy, "layout": self.layout,
-                                "variables": dict(sorted(self.file.variables.items()))}
+                                "variables": variables}
         if self.layout is not None:
-            part.update(specs=list(self.specs), channels=list(self.channels),
+            part.update(specs=list(self.specs), channels=[redact_url(c) for c in self.channels],
                         channel_state=channel_state(self.channels))
         return part
 
@@ -50,7 +56,7 @@ class CondaPlan:
                      if self.layout == PYTHON_LAYOUT else "native packages beside the image's "
                      "Python")
             lines.append(f"conda prefix ({where}): {' '.join(self.specs)} from "
-                         f"{', '.join(self.channels)}")
+                         f"{', '.join(redact_url(c) for c in self.channels)}")
         lines += [f"ignored key `{key}`" for key in self.file.ignored_keys]
         return lines
 
