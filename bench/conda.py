@@ -33,14 +33,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import SCORE, SETS, ensure_wheels, first_score, table
+from bench.run import SCORE, SETS, Bench, ensure_wheels, first_score, table
 from tests.conda_channel import pip_channel, python_channel
 from tests.support import (
     IMAGE_WHEELHOUSE,
     Image,
     build_image,
     free_port,
-    hermetic_env,
     start_index,
 )
 
@@ -74,24 +73,17 @@ def timed(command: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-class CondaBench:
+class CondaBench(Bench):
+    """Bench's folders and environments, with the conda file as the request."""
+
     def __init__(self, work: Path, image: Image, channel: Path) -> None:
-        self.work, self.image, self.channel = work, image, channel
-        self.count = 0
+        super().__init__(work, image, tiny_wheels=work)  # the scaling series are not run here
+        self.channel = channel
 
-    def folder(self, name: str) -> Path:
-        self.count += 1
-        path = self.work / f"{name}-{self.count}"
-        path.mkdir(parents=True)
-        return path
-
-    def env(self, app: Path, **extra: str) -> dict[str, str]:
-        env = hermetic_env(self.work, AML_APP_ROOT=str(app), AZUREML_ENTRY_SCRIPT="score.py",
-                           AZUREML_EXTRA_CONDA_YAML="conda.yaml",
-                           EXTENSIBILITY_CACHE_DIR=str(self.folder("cache")), **extra)
-        env["PATH"] = f"{self.image.bin}:{env['PATH']}"
-        env.pop("UV_CACHE_DIR")  # ours keeps installer caches in its (fresh) cache folder
-        env.pop("PIP_CACHE_DIR")
+    def env(self, app: Path, cache: Path | None = None, **extra: str) -> dict[str, str]:
+        env = super().env(app, cache, **extra)
+        del env["AZUREML_EXTRA_REQUIREMENTS_TXT"]
+        env["AZUREML_EXTRA_CONDA_YAML"] = "conda.yaml"
         return env
 
     def series(self, set_name: str, index_url: str) -> dict[str, Callable[[], float]]:
@@ -109,8 +101,10 @@ class CondaBench:
         # the key includes the server command's module: build for both warm series
         timed([entry, "prepare"], warm)
         timed([entry, "run", "--", "true"], warm)
-        prefix = {"EXTENSIBILITY_CONDA_STRATEGY": "prefix",
-                  "EXTENSIBILITY_CONDA_CHANNELS": str(self.channel)}
+
+        def prefix_env() -> dict[str, str]:
+            return self.env(app, EXTENSIBILITY_CONDA_STRATEGY="prefix",
+                            EXTENSIBILITY_CONDA_CHANNELS=str(self.channel))
 
         def old_env() -> tuple[Path, dict[str, str]]:
             folder = self.folder("old")
@@ -136,7 +130,7 @@ class CondaBench:
 
         return {
             "ours-cold": lambda: timed([entry, "prepare"], self.env(app)),
-            "ours-cold-prefix": lambda: timed([entry, "prepare"], self.env(app, **prefix)),
+            "ours-cold-prefix": lambda: timed([entry, "prepare"], prefix_env()),
             "ours-warm": lambda: timed([entry, "run", "--", "true"], warm),
             "old-start": old_start,
             "score-ours-cold": lambda: score("cold"),
