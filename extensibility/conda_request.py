@@ -35,18 +35,19 @@ class CondaPlan:
     decision: Decision
     layout: str | None  # None: no prefix; else PYTHON_LAYOUT or NATIVE_LAYOUT
     specs: tuple[str, ...]  # what the conda solver gets
-    channels: tuple[str, ...]
+    channels: tuple[str, ...]  # the file's, or EXTENSIBILITY_CONDA_CHANNELS
 
     def key_part(self) -> dict[str, Any]:
         # variables may hold secrets: the key document (shown by `plan`) keeps their hashes;
         # channel URLs lose their credentials
         variables = {name: hashlib.sha256(value.encode()).hexdigest()[:16]
                      for name, value in sorted(self.file.variables.items())}
+        # local channels decide which packages are native, so they count even without a prefix
         part: dict[str, Any] = {"strategy": self.decision.strategy, "layout": self.layout,
-                                "variables": variables}
+                                "variables": variables,
+                                "channel_state": channel_state(self.channels)}
         if self.layout is not None:
-            part.update(specs=list(self.specs), channels=[redact_url(c) for c in self.channels],
-                        channel_state=channel_state(self.channels))
+            part.update(specs=list(self.specs), channels=[redact_url(c) for c in self.channels])
         return part
 
     def describe(self) -> list[str]:
@@ -98,7 +99,7 @@ def plan_conda(settings: Settings, path: Path, env: Mapping[str, str],
     extra = [] if layout == PYTHON_LAYOUT else [(t.spec.origin, t.requirement)
                                                  for t in decision.translated]
     spec = parse_embedded(path, conda.pip, env, extra)
-    return CondaPlan(conda, decision, layout, specs, channels if layout else ()), spec
+    return CondaPlan(conda, decision, layout, specs, channels), spec
 
 
 def _minor(version: str) -> str:
@@ -123,7 +124,7 @@ def _check_channels(settings: Settings, path: Path, channels: tuple[str, ...]) -
     if settings.wheelhouse and remote:
         raise RequestInvalid(
             f"{path}: EXTENSIBILITY_WHEELHOUSE makes the start offline, but the conda prefix "
-            f"would use the channels {', '.join(remote)}",
+            f"would use the channels {', '.join(redact_url(c) for c in remote)}",
             fix="mount a channel folder and set EXTENSIBILITY_CONDA_CHANNELS to it")
     if settings.allowed_index_hosts is None:
         return
@@ -131,7 +132,7 @@ def _check_channels(settings: Settings, path: Path, channels: tuple[str, ...]) -
         host = (urlsplit(channel).hostname or "") if "://" in channel else CONDA_HOST
         if host.lower() not in settings.allowed_index_hosts:
             raise PolicyViolation(
-                f"{path}: conda channel {channel!r} is refused by "
+                f"{path}: conda channel {redact_url(channel)!r} is refused by "
                 f"EXTENSIBILITY_ALLOWED_INDEX_HOSTS: host {host} is not in "
                 f"{', '.join(sorted(settings.allowed_index_hosts))}",
                 fix="use a channel on an allowed host (EXTENSIBILITY_CONDA_CHANNELS), or add "
