@@ -86,9 +86,30 @@ def test_mlflow_conda_yaml_is_served_by_the_real_server_and_cached(
     assert complete_envs(cache) == [environment]
 
 
+RENAMED_SCORE_PY = """\
+import shutil
+import subprocess
+
+import greeting
+import msgpack
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    tool = subprocess.run([shutil.which("hello-cli")], capture_output=True, text=True)
+    return {"msgpack": msgpack.VERSION, "greeting": greeting.greet("x"),
+            "hello-cli": tool.stdout.startswith("hello from")}
+"""
+
+
 def test_renamed_conda_packages_and_an_included_requirements_file(
-    renamed: Path, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    renamed: Path, image: Image, app: Path, cache: Path, own_index: Index,
+    start_server: StartServer, tmp_path: Path,
 ) -> None:
+    (app / "score.py").write_text(RENAMED_SCORE_PY)
     (app / "env").mkdir()
     (app / "env" / "environment.yml").write_text(f"""\
 name: renamed
@@ -102,7 +123,7 @@ dependencies:
     - -r more-requirements.txt
 """)
     (app / "env" / "more-requirements.txt").write_text("hello-cli==1.0\n")
-    env = contract_env(tmp_path, image, app, cache, PIP_INDEX_URL=index.url,
+    env = contract_env(tmp_path, image, app, cache, PIP_INDEX_URL=own_index.url,
                        AZUREML_EXTRA_CONDA_YAML="env/environment.yml")
 
     plan = run_entrypoint(image, env, "plan")
@@ -112,12 +133,21 @@ dependencies:
     assert "greeting>=1,<2 -> greeting>=1,<2" in plan.stdout
     assert "skipped ca-certificates (part of the Python runtime" in plan.stdout
 
-    done = run_entrypoint(image, env, "run", "--", "python", "-c",
-                          "import msgpack, greeting, shutil; "
-                          "print(msgpack.VERSION, greeting.greet('x'), "
-                          "bool(shutil.which('hello-cli')))")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "1.0 HELLO X True"
+    expected = {"msgpack": "1.0", "greeting": "HELLO X", "hello-cli": True}
+    cold = start_server(image, env)
+    assert cold.score({}).json() == expected
+    cold.process.terminate()
+    cold.process.wait(timeout=20)
+    own_index.stop()
+    warm = start_server(image, env)
+    assert warm.score({}).json() == expected
+    assert ": hit" in warm.output() and "running" not in warm.output()
+
+    # the included file is part of the request: changing it rebuilds
+    (app / "env" / "more-requirements.txt").write_text("hello-cli==1.0\ntinydep\n")
+    replan = run_entrypoint(image, env, "plan")
+    [cache_line] = [line for line in replan.stdout.splitlines() if line.startswith("cache:")]
+    assert "miss" in cache_line and cache_line.endswith(": request"), cache_line
 
 
 def test_missing_conda_file_exits_98(image: Image, app: Path, cache: Path,
