@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -33,7 +32,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import SCORE, SETS, Bench, ensure_wheels, first_score, table
+from bench.run import (
+    SCORE,
+    SETS,
+    Bench,
+    ensure_wheels,
+    first_score,
+    header,
+    interleaved,
+    table,
+)
 from tests.conda_channel import pip_channel, python_channel
 from tests.support import (
     IMAGE_WHEELHOUSE,
@@ -169,15 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         for set_name in args.sets:
             index = start_index(served_folder(work, set_name), work / f"index-{set_name}.log")
             try:
-                runs = bench.series(set_name, index.url)
-                samples[set_name] = {name: [] for name in runs}
-                for _ in range(args.repeat):  # interleaved: drift hits every series alike
-                    for name, run in runs.items():
-                        samples[set_name][name].append(run())
+                samples[set_name] = interleaved(bench.series(set_name, index.url),
+                                                args.repeat)
             finally:
                 index.stop()
-    print(f"\n{args.repeat} runs each, interleaved; Python {platform.python_version()}, "
-          f"{platform.machine()}, {os.cpu_count()} cores\n")
+    print(header(args.repeat))
     print(table(samples))
     print("\n| set | ratio | value |\n|---|---|---:|")
     for set_name, series in samples.items():

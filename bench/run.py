@@ -252,6 +252,20 @@ def ensure_wheels(set_name: str, work: Path) -> Path:
     return BENCH_WHEELS
 
 
+def interleaved(runs: dict[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
+    """`repeat` rounds of every series in turn (A B C A B C ...): drift hits them alike."""
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, run in runs.items():
+            samples[name].append(run())
+    return samples
+
+
+def header(repeat: int) -> str:
+    return (f"\n{repeat} runs each, interleaved; Python {platform.python_version()}, "
+            f"{platform.machine()}, {os.cpu_count()} cores\n")
+
+
 def table(samples: dict[str, dict[str, list[float]]]) -> str:
     out = ["| set | series | median (s) | min (s) | max (s) |", "|---|---|---:|---:|---:|"]
     for set_name, series in samples.items():
@@ -285,18 +299,14 @@ def main(argv: list[str] | None = None) -> int:
         for set_name in args.sets:
             index = start_index(ensure_wheels(set_name, work), work / f"index-{set_name}.log")
             try:
-                runs = bench.series(set_name, index.url)
-                samples[set_name] = {name: [] for name in runs}
-                for _ in range(args.repeat):  # interleaved: drift hits every series alike
-                    for name, run in runs.items():
-                        samples[set_name][name].append(run())
+                samples[set_name] = interleaved(bench.series(set_name, index.url),
+                                                args.repeat)
             finally:
                 index.stop()
         by_image = bench.scaling_image([10, 100, 1000], args.repeat * 2)
         by_request = bench.scaling_request([1, 50, 200], args.repeat * 2)
         memory = bench.peak_memory()
-    print(f"\n{args.repeat} runs each, interleaved; Python {platform.python_version()}, "
-          f"{platform.machine()}, {os.cpu_count()} cores\n")
+    print(header(args.repeat))
     print(table(samples))
     print("\n| set | ratio | value | target |\n|---|---|---:|---|")
     for set_name, series in samples.items():
