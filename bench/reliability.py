@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.faultproxy import FaultProxy
-from tests.support import Image, build_image, hermetic_env, start_index, wait_for
+from tests.support import Image, Pause, build_image, hermetic_env, start_index, wait_for
 from tests.wheels import build_wheel
 
 PROBE = "import greeting; print(greeting.greet('ok'))"
@@ -71,10 +71,10 @@ def crash(image: Image, work: Path, url: str, phase: str, attempt: int) -> bool:
         children = Path(f"/proc/{builder.pid}/task/{builder.pid}/children")
         wait_for(lambda: bool(children.read_text().split()), 60, "the installer")
     else:
-        builder = subprocess.Popen(command, env={**env, "EXTENSIBILITY_FAULT_PAUSE": phase},
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        assert builder.stderr is not None
-        next(line for line in builder.stderr if "paused before" in line)
+        pause = Pause(work / f"pause-{phase}-{attempt}", phase)
+        builder = subprocess.Popen(command, env={**env, **pause.env}, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, text=True)
+        pause.wait(builder)
     builder.send_signal(signal.SIGKILL)
     builder.wait()
     again = subprocess.run(command, env=env, capture_output=True, text=True, check=False)

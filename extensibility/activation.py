@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from extensibility.store import META
@@ -18,12 +17,14 @@ from extensibility.store import META
 FILE = "activation.json"
 
 
-@dataclass(frozen=True)
 class Activation:
-    path: tuple[str, ...] = ()  # folders put on PATH after the overlay's bin
-    library_path: tuple[str, ...] = ()  # folders put first on LD_LIBRARY_PATH
-    variables: Mapping[str, str] = field(default_factory=dict)
-    conda_prefix: str | None = None
+    def __init__(self, path: tuple[str, ...] = (), library_path: tuple[str, ...] = (),
+                 variables: Mapping[str, str] | None = None,
+                 conda_prefix: str | None = None) -> None:
+        self.path = path  # folders put on PATH after the overlay's bin
+        self.library_path = library_path  # folders put first on LD_LIBRARY_PATH
+        self.variables = dict(variables or {})
+        self.conda_prefix = conda_prefix
 
     def empty(self) -> bool:
         return not (self.path or self.library_path or self.variables or self.conda_prefix)

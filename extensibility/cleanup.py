@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
+import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from extensibility.store import Entry, Store
 
@@ -28,7 +24,7 @@ class Skip:
 
 def status(store: Store, entry: Entry) -> str:
     """complete / in use / building / incomplete: what `extensibility ls` shows."""
-    if _build_lock_held(store, entry.key):
+    if store.building(entry.key):
         return "building"
     if not entry.complete:
         return "incomplete"
@@ -51,7 +47,7 @@ def collect(store: Store, *, max_age: float | None, max_size: int | None, min_id
         if entry.complete and now - (entry.last_access or 0.0) < min_idle:
             skipped.append(Skip(entry.key, "used recently"))
             return False
-        with _exclusive(store, entry.key) as free:
+        with store.exclusive(entry.key) as free:
             if not free:
                 skipped.append(Skip(entry.key, "in use or being built"))
                 return False
@@ -79,52 +75,6 @@ def collect(store: Store, *, max_age: float | None, max_size: int | None, min_id
             if try_remove(entry, f"cache over its {max_size} byte budget"):
                 survivors.remove(entry)
     if not dry_run:
-        for trash in store.envs.glob(".trash-*") if store.envs.is_dir() else ():
-            _remove_trash(trash)
+        for trash in store.trash():
+            shutil.rmtree(trash, ignore_errors=True)
     return removed, skipped
-
-
-@contextlib.contextmanager
-def _exclusive(store: Store, key: str) -> Iterator[bool]:
-    """Hold the build lock and the in-use lock exclusively, or say that we could not."""
-    from filelock import FileLock, Timeout
-
-    build = FileLock(str(store.locks / f"{key}.lock"))
-    try:
-        build.acquire(timeout=0)
-    except Timeout:
-        yield False
-        return
-    try:
-        descriptor = os.open(store.locks / f"{key}.use", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            os.close(descriptor)
-    finally:
-        build.release()
-
-
-def _build_lock_held(store: Store, key: str) -> bool:
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(store.locks / f"{key}.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    lock.release()
-    return False
-
-
-def _remove_trash(trash: Path) -> None:
-    # Trash is what a removal renamed aside and did not finish deleting (it was killed).
-    import shutil
-
-    shutil.rmtree(trash, ignore_errors=True)

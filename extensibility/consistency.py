@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from extensibility.image import canonical_name
+from extensibility.process import finish, spawn
 
 
 def dependency_problems(paths: Sequence[str]) -> list[str]:
@@ -50,16 +51,12 @@ def new_problems(overlay_paths: Sequence[str], image_paths: Sequence[str]) -> li
 def start_smoke_import(python: Path, module: str) -> subprocess.Popen[str]:
     """Import the server's module with the overlay's interpreter, in the background (it takes
     as long as the server's own imports; the dependency check runs meanwhile)."""
-    return subprocess.Popen([str(python), "-c", f"import {module}"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    return spawn([str(python), "-c", f"import {module}"])
 
 
 def smoke_import_error(process: subprocess.Popen[str], timeout: float) -> str | None:
     """The import's error text, or None when it worked."""
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    completed = finish(process, timeout)
+    if completed.timed_out:
         return f"the import did not finish within {timeout:.0f} s"
-    return None if process.returncode == 0 else output.strip()[-3000:]
+    return None if completed.returncode == 0 else completed.output.strip()[-3000:]

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 from extensibility.activation import apply_activation, read_activation
 from extensibility.errors import ServerNotFound, SettingsError
@@ -22,12 +20,20 @@ from extensibility.settings import Settings
 DEFAULT_SERVER = "azmlinfsrv"
 
 
-@dataclass(frozen=True)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+
 class Handoff:
-    program: str  # the file exec'd
-    argv: tuple[str, ...]
-    env: Mapping[str, str]
-    cwd: Path
+    """The server's process: the file exec'd, its argv, environment and folder."""
+
+    def __init__(self, program: str, argv: tuple[str, ...], env: Mapping[str, str],
+                 cwd: Path) -> None:
+        self.program = program
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
 
     def describe(self) -> str:
         return " ".join(self.argv)
@@ -42,7 +48,7 @@ def default_command(settings: Settings) -> list[str]:
     return command
 
 
-def plan_handoff(settings: Settings, command: Sequence[str] | None, env: Mapping[str, str],
+def prepare_handoff(settings: Settings, command: Sequence[str] | None, env: Mapping[str, str],
                  overlay: Path | None, lib_path: Path | None) -> Handoff:
     argv = list(command) if command else default_command(settings)
     if not settings.app_root.is_dir():

@@ -11,7 +11,6 @@ import site
 import sys
 import sysconfig
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cached_property
 
 _SEPARATORS_RE = re.compile(r"[-_.]+")
@@ -20,39 +19,48 @@ _DIST_INFO_RE = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)\.dist-info$")
 _EGG_INFO_RE = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-py\d[^-]*)?\.egg-info$")
 
 
-@dataclass(frozen=True)
 class Image:
-    executable: str  # realpath of the interpreter
-    prefix: str
-    version: str
-    cache_tag: str
-    abiflags: str
-    platform: str
-    site_dirs: tuple[str, ...]  # the image's site-packages, in import order
+    """The interpreter running the entrypoint and its site folders: what an overlay layers
+    over. Its package listing is read once, when first asked for."""
+
+    def __init__(self, executable: str, prefix: str, version: str, cache_tag: str,
+                 abiflags: str, platform: str, site_dirs: tuple[str, ...],
+                 python: str | None = None) -> None:
+        self.executable = executable  # realpath of the interpreter
+        # the interpreter as started (an image venv's bin/python, not its base): this one
+        # sees the image's packages
+        self.python = python or executable
+        self.prefix = prefix
+        self.version = version
+        self.cache_tag = cache_tag
+        self.abiflags = abiflags
+        self.platform = platform
+        self.site_dirs = site_dirs  # the image's site-packages, in import order
 
     @cached_property
     def distributions(self) -> Mapping[str, str]:
         """Canonical name -> version of every distribution the image provides; the first
         one on the path wins, as at import time."""
         found: dict[str, str] = {}
-        for name, version in self._entries():
-            found.setdefault(name, version)
+        for entries in self._scans.values():
+            for name, version in entries:
+                found.setdefault(name, version)
         return found
 
-    def distribution_listing(self) -> dict[str, list[str]]:
+    @cached_property
+    def listing(self) -> Mapping[str, list[str]]:
         """Per site folder, sorted `name==version`: the image's package set in the key."""
-        listing: dict[str, list[str]] = {}
-        for directory in self.site_dirs:
-            listing[directory] = sorted(f"{n}=={v}" for n, v in scan_distributions(directory))
-        return listing
+        return {directory: sorted(f"{n}=={v}" for n, v in entries)
+                for directory, entries in self._scans.items()}
+
+    @cached_property
+    def _scans(self) -> dict[str, list[tuple[str, str]]]:
+        return {directory: scan_distributions(directory) for directory in self.site_dirs}
 
     def identity(self) -> dict[str, str]:
         return {"executable": self.executable, "prefix": self.prefix, "version": self.version,
                 "cache_tag": self.cache_tag, "abiflags": self.abiflags,
                 "platform": self.platform}
-
-    def _entries(self) -> list[tuple[str, str]]:
-        return [entry for directory in self.site_dirs for entry in scan_distributions(directory)]
 
 
 def canonical_name(name: str) -> str:
@@ -63,6 +71,7 @@ def canonical_name(name: str) -> str:
 def current_image() -> Image:
     return Image(
         executable=os.path.realpath(sys.executable),
+        python=sys.executable,
         prefix=sys.prefix,
         version=sys.version.split()[0],
         cache_tag=sys.implementation.cache_tag or "",

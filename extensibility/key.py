@@ -10,32 +10,31 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from extensibility.image import Image
-from extensibility.installer_config import installer_settings
 from extensibility.redact import redact_url
 from extensibility.requirements import IndexOptions, Requirement, RequirementsSpec
+from extensibility.start import Start
 
 SCHEMA = 1
 KEY_LENGTH = 16  # hex digits; short keeps script shebangs under the kernel's limit
 
-def key_document(spec: RequirementsSpec, image: Image, installer: str,
-                 env: Mapping[str, str], protect: str, server_module: str | None,
-                 policy: Mapping[str, object],
+def key_document(start: Start, spec: RequirementsSpec,
                  conda: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The document the key hashes: the request as parsed (`spec`, and for a conda file its
+    key part) and what `start` read of the image, installer and settings."""
     document = {
         "schema": SCHEMA,
-        "installer": installer,
-        "protection": {"mode": protect, "server_module": server_module},
-        "policy": dict(policy),
-        "interpreter": image.identity(),
-        "image": image.distribution_listing(),
+        "installer": start.installer,
+        "protection": {"mode": start.settings.protect, "server_module": start.server_module},
+        "policy": start.settings.policy(),
+        "interpreter": start.image.identity(),
+        "image": dict(start.image.listing),
         "request": {
             "requirements": [_requirement_entry(r) for r in spec.requirements],
             "constraints": [_requirement_entry(r) for r in spec.constraints],
             "options": _options_entry(spec.options),
             "local_inputs": dict(sorted(spec.local_inputs.items())),
         },
-        "installer_settings": installer_settings(installer, env),
+        "installer_settings": start.installer_settings,
     }
     if conda is not None:  # absent for a requirements file: their keys stay as they were
         document["conda"] = dict(conda)

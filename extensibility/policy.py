@@ -15,14 +15,16 @@ from dataclasses import replace
 from urllib.parse import urlsplit
 
 from extensibility.errors import PolicyViolation
+from extensibility.installers.config import (
+    EXTRA_INDEX_VARIABLES,
+    INDEX_VARIABLES,
+    SOURCE_VARIABLES,
+)
 from extensibility.redact import redact_url
 from extensibility.requirements import Requirement, RequirementsSpec
 from extensibility.settings import Settings
 
 DEFAULT_INDEX_HOST = "pypi.org"
-_INDEX_VARIABLES = ("PIP_INDEX_URL", "UV_INDEX_URL", "UV_DEFAULT_INDEX")
-_EXTRA_INDEX_VARIABLES = ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX")
-_LINK_VARIABLES = ("PIP_FIND_LINKS", "UV_FIND_LINKS")
 _PINNED_RE = re.compile(r"^[A-Za-z0-9._-]+(\[[^\]]*\])?\s*===?\s*[^,;*\s]+\s*(;.*)?$")
 
 
@@ -73,7 +75,7 @@ def _extra_indexes(spec: RequirementsSpec, env: Mapping[str, str]) -> Iterator[t
     for attribute, _, origin in spec.option_lines:
         if attribute == "extra_index_urls":
             yield str(origin), origin.text
-    for variable in _EXTRA_INDEX_VARIABLES:
+    for variable in EXTRA_INDEX_VARIABLES:
         if env.get(variable):
             yield f"the environment variable {variable}", redact_url(env[variable])
 
@@ -89,10 +91,10 @@ def _sources(spec: RequirementsSpec,
         elif attribute == "find_links" and value and "://" in value:
             yield str(origin), origin.text, value
     env_index = False
-    for variable in (*_INDEX_VARIABLES, *_EXTRA_INDEX_VARIABLES, *_LINK_VARIABLES):
+    for variable in SOURCE_VARIABLES:
         for url in env.get(variable, "").split():
             if "://" in url:
-                env_index = env_index or variable in _INDEX_VARIABLES
+                env_index = env_index or variable in INDEX_VARIABLES
                 yield f"the environment variable {variable}", redact_url(url), url
     if not (file_index or env_index or spec.options.no_index):
         yield "the default index", f"https://{DEFAULT_INDEX_HOST}/simple", \

@@ -38,32 +38,36 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def spawn(command: Sequence[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start a child in the background (output captured, stdin closed); see `finish`."""
+def spawn(command: Sequence[str], env: Mapping[str, str] | None = None, *,
+          merge: bool = True) -> subprocess.Popen[str]:
+    """Start a child in the background (stdin closed; stderr into stdout unless `merge` is
+    false, then kept apart); see `finish`."""
     return subprocess.Popen(list(command), env=None if env is None else dict(env),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT if merge else subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True, errors="replace",
                             preexec_fn=_die_with_parent)
 
 
 def finish(process: subprocess.Popen[str], timeout: float) -> Completed:
-    """Wait for a `spawn`ed child; kill it after `timeout` seconds."""
+    """Wait for a `spawn`ed child; kill it after `timeout` seconds. `output` is its stdout;
+    `tail`, the last lines of its stderr (of stdout when they were merged)."""
     try:
-        output, _ = process.communicate(timeout=timeout)
+        output, errors = process.communicate(timeout=timeout)
         timed_out = False
     except subprocess.TimeoutExpired:
         process.kill()
-        output, _ = process.communicate()
+        output, errors = process.communicate()
         timed_out = True
     output = redact_url(output or "")
-    lines = [line for line in output.splitlines() if line.strip()]
+    lines = [line for line in redact_url(errors or output).splitlines() if line.strip()]
     return Completed(process.returncode, output, "\n".join(lines[-TAIL_LINES:]), timed_out)
 
 
-def run_captured(command: Sequence[str], timeout: float,
-                 env: Mapping[str, str] | None = None) -> Completed:
+def run_captured(command: Sequence[str], timeout: float, env: Mapping[str, str] | None = None,
+                 *, merge: bool = True) -> Completed:
     """Run a short command (a version probe, a venv step) and capture what it prints."""
-    return finish(spawn(command, env), timeout)
+    return finish(spawn(command, env, merge=merge), timeout)
 
 
 def run_streaming(command: Sequence[str], env: Mapping[str, str], log: Log, label: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 _USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
@@ -19,3 +20,9 @@ def redact_url(url: str) -> str:
     often given as the user name."""
     url = _USERINFO_RE.sub(lambda m: f"{m.group('scheme')}****@", url)
     return _SECRET_QUERY_RE.sub(lambda m: f"{m.group('name')}****", url)
+
+
+def secret_digest(value: str) -> str:
+    """What the cache keeps of a value that may be a secret (a ${VAR}, a conda variable):
+    enough to notice a change, nothing to recover it from."""
+    return hashlib.sha256(value.encode()).hexdigest()[:16]

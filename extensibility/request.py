@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from extensibility.errors import (
@@ -19,13 +18,21 @@ CONDA = "conda"
 REQUIREMENTS = "requirements"
 
 
-@dataclass(frozen=True)
 class Request:
-    kind: str
-    path: Path | None = None
-    variable: str | None = None
-    # variables that were set but lost to an earlier one in the precedence order
-    ignored: tuple[str, ...] = ()
+    """Which input a start uses: its kind, its file or folder, the variable that named it."""
+
+    def __init__(self, kind: str, path: Path | None = None, variable: str | None = None,
+                 ignored: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self.path = path
+        self.variable = variable
+        # variables that were set but lost to an earlier one in the precedence order
+        self.ignored = ignored
+
+    @property
+    def installs(self) -> bool:
+        """Whether packages are installed for it (a requirements or conda file)."""
+        return self.kind in (REQUIREMENTS, CONDA)
 
     def describe(self) -> str:
         if self.kind == NONE:

@@ -22,7 +22,7 @@ from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as Pep508Requirement
 
 from extensibility.errors import RequestInvalid
-from extensibility.fingerprint import fingerprint_path, fingerprint_wheelhouse
+from extensibility.fingerprint import fingerprint_path, fingerprint_wheelhouse, sha256_bytes
 from extensibility.image import canonical_name
 from extensibility.redact import redact_url
 
@@ -102,9 +102,11 @@ class RequirementsSpec:
     constraints: tuple[Requirement, ...]
     options: IndexOptions
     files: tuple[Path, ...]  # every file read, the top one first
+    # path -> sha256 of the bytes the parser read (the warm shortcut re-checks the includes)
+    digests: Mapping[str, str] = field(default_factory=dict)
     # local inputs that take part (find-links folders), path -> fingerprint
     local_inputs: Mapping[str, str] = field(default_factory=dict)
-    # what the warm shortcut re-checks (warm.py): ${VAR} names used -> value (None: unset),
+    # what the warm shortcut re-checks too (warm.py): ${VAR} names used -> value (None: unset),
     # and local requirement paths -> fingerprint
     variables: Mapping[str, str | None] = field(default_factory=dict)
     local_files: Mapping[str, str] = field(default_factory=dict)
@@ -119,22 +121,28 @@ class _Parser:
     constraints: list[Requirement] = field(default_factory=list)
     options: IndexOptions = field(default_factory=IndexOptions)
     files: list[Path] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)
     local_inputs: dict[str, str] = field(default_factory=dict)
     variables: dict[str, str | None] = field(default_factory=dict)
     option_lines: list[tuple[str, str | None, Origin]] = field(default_factory=list)
 
-    def parse_file(self, path: Path, *, constraint: bool, stack: tuple[Path, ...]) -> None:
+    def parse_file(self, path: Path, *, constraint: bool, stack: tuple[Path, ...],
+                   data: bytes | None = None) -> None:
+        """Parse `path` (`data`: its bytes, when the caller has read them already)."""
         real = path.resolve()
         if real in stack:
             chain = " -> ".join(str(p) for p in (*stack, real))
             raise RequestInvalid(f"requirements files include each other: {chain}",
                                  fix="remove the circular -r/-c include")
+        if data is None:
+            data = path.read_bytes()
         try:
-            text = path.read_text(encoding="utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise RequestInvalid(f"{path}: not UTF-8 text ({exc.reason})",
                                  fix="save the requirements file as UTF-8") from None
         self.files.append(path)
+        self.digests[str(path)] = sha256_bytes(data)
         for name in _ENV_VAR_RE.findall(text):
             self.variables[name] = self.env.get(name)
         for lineno, line in _logical_lines(text, self.env):
@@ -206,21 +214,26 @@ class _Parser:
         (self.constraints if constraint else self.requirements).append(requirement)
 
 
-def parse_requirements(path: Path, env: Mapping[str, str]) -> RequirementsSpec:
-    """Parse `path` and everything it includes. `env` is used for ${VAR} expansion only."""
+def parse_requirements(path: Path, env: Mapping[str, str],
+                       data: bytes | None = None) -> RequirementsSpec:
+    """Parse `path` (`data`: its bytes, if already read) and everything it includes.
+    `env` is used for ${VAR} expansion only."""
     parser = _Parser(env)
-    parser.parse_file(path, constraint=False, stack=())
+    parser.parse_file(path, constraint=False, stack=(), data=data)
     return _spec(parser)
 
 
 def parse_embedded(path: Path, lines: Sequence[tuple[int, str]], env: Mapping[str, str],
-                   extra: Sequence[tuple[Origin, str]] = ()) -> RequirementsSpec:
+                   extra: Sequence[tuple[Origin, str]] = (),
+                   digest: str | None = None) -> RequirementsSpec:
     """Requirement lines that live inside another file (a conda file's `pip:` section), each
     with its line number there; `extra` adds requirements made elsewhere (conda dependencies
     translated to PEP 508), each cited by its own origin. Relative paths (`-r`, local
     packages) are taken relative to `path`'s folder."""
     parser = _Parser(env)
     parser.files.append(path)
+    if digest is not None:
+        parser.digests[str(path)] = digest
     for origin, text in extra:
         parser._add_requirement(origin, text, [], False, editable=False)
     for lineno, raw in lines:
@@ -237,6 +250,7 @@ def _spec(parser: _Parser) -> RequirementsSpec:
         constraints=tuple(parser.constraints),
         options=parser.options,
         files=tuple(parser.files),
+        digests=dict(parser.digests),
         local_inputs=dict(parser.local_inputs),
         variables=dict(parser.variables),
         option_lines=tuple(parser.option_lines),

@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from extensibility.errors import SettingsError
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing costs the warm path an import; mypy knows this name
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    T = TypeVar("T")
 INSTALLER_CHOICES = ("auto", "uv", "pip")
 LOG_FORMATS = ("text", "json")
 
@@ -38,17 +40,20 @@ def _creatable(path: Path) -> bool:
     return False
 
 
-@dataclass(frozen=True)
 class Setting:
     """One documented variable: docs/variables.md is checked against this table."""
 
-    name: str
-    variable: str
-    default: str | None
-    help: str
-    contract: bool = False
-    dynamic_default: Callable[[Mapping[str, str]], str] | None = None
-    choices: tuple[str, ...] = ()
+    def __init__(self, name: str, variable: str, default: str | None, help: str, *,
+                 contract: bool = False,
+                 dynamic_default: Callable[[Mapping[str, str]], str] | None = None,
+                 choices: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.variable = variable
+        self.default = default
+        self.help = help
+        self.contract = contract
+        self.dynamic_default = dynamic_default
+        self.choices = choices
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -118,17 +123,15 @@ SETTINGS: tuple[Setting, ...] = (
             "the cache fits this size (e.g. 20G, 500M). Unset: no size budget."),
     Setting("gc_min_idle", "EXTENSIBILITY_GC_MIN_IDLE", "10m",
             "Never remove an environment used more recently than this, even if it looks idle."),
-    Setting("fault_pause", "EXTENSIBILITY_FAULT_PAUSE", None,
-            "Testing only: pause a build forever at a phase (overlay, publish) so a test can "
-            "kill it there."),
     Setting("log_format", "EXTENSIBILITY_LOG_FORMAT", "text",
             "Log format on stderr: text (one line per phase) or json (JSON lines).",
             choices=LOG_FORMATS),
 )
 
 
-@dataclass(frozen=True)
 class Settings:
+    """The settings of one start, read once from the environment; never changed after."""
+
     app_root: Path
     entry_script: str
     extra_python_lib_path: str | None
@@ -153,10 +156,24 @@ class Settings:
     gc_max_age: float | None
     gc_max_size: int | None
     gc_min_idle: float
-    fault_pause: str | None
     log_format: str
     # setting name -> "VARIABLE" when set by the environment, "default" otherwise
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    sources: Mapping[str, str]
+
+    def __init__(self, sources: Mapping[str, str] | None = None, **values: object) -> None:
+        missing = {s.name for s in SETTINGS} - set(values)
+        assert not missing, f"settings without a value: {missing}"
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "sources", dict(sources or {}))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"settings are read once and not changed ({name})")
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some values changed (tests, and `prepare --target`)."""
+        values = {s.name: getattr(self, s.name) for s in SETTINGS}
+        return Settings(self.sources, **{**values, **changes})
 
     def policy(self) -> dict[str, object]:
         """The policy settings: part of the cache key, so changing them re-checks a request."""
@@ -218,7 +235,6 @@ class Settings:
             gc_max_size=_optional(raw["gc_max_size"], parse_size, "EXTENSIBILITY_GC_MAX_SIZE"),
             gc_min_idle=_optional(raw["gc_min_idle"], parse_duration,
                                   "EXTENSIBILITY_GC_MIN_IDLE") or 0.0,
-            fault_pause=raw["fault_pause"],
             log_format=_required(raw, "log_format"),
             sources=sources,
         )

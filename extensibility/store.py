@@ -23,7 +23,6 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +34,17 @@ MARKER = "complete"
 LOCK_POLL_SECONDS = 10.0
 
 
-@dataclass(frozen=True)
 class Entry:
-    key: str
-    path: Path
-    complete: bool
-    last_access: float | None
-    document: dict[str, Any] | None
-    origin: dict[str, Any] | None
+    """One folder under envs/, as `ls` and the clean-up see it."""
+
+    def __init__(self, key: str, path: Path, complete: bool, last_access: float | None,
+                 document: dict[str, Any] | None, origin: dict[str, Any] | None) -> None:
+        self.key = key
+        self.path = path
+        self.complete = complete
+        self.last_access = last_access
+        self.document = document  # key.json: what the key was computed from
+        self.origin = origin  # origin.json: what the build did
 
     def size(self) -> int:
         return folder_size(self.path)
@@ -53,6 +55,12 @@ class Store:
         self.root = root
         self.envs = root / "envs"
         self.locks = root / "locks"
+
+    def build_lock_path(self, key: str) -> Path:
+        return self.locks / f"{key}.lock"
+
+    def use_lock_path(self, key: str) -> Path:
+        return self.locks / f"{key}.use"
 
     def env_dir(self, key: str) -> Path:
         return self.envs / key
@@ -99,13 +107,14 @@ class Store:
         """Take a shared lock marking the environment in use, for this process and whatever
         it execs (the descriptor is inheritable). Blocks only while a clean-up removes it."""
         self._ensure_root()
-        descriptor = os.open(self.locks / f"{key}.use", os.O_RDWR | os.O_CREAT, 0o600)
+        descriptor = os.open(self.use_lock_path(key), os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(descriptor, fcntl.LOCK_SH)
         os.set_inheritable(descriptor, True)
         return descriptor
 
     def in_use(self, key: str) -> bool:
-        path = self.locks / f"{key}.use"
+        """Whether a process runs in the environment (holds its shared in-use lock)."""
+        path = self.use_lock_path(key)
         if not path.exists():
             return False
         descriptor = os.open(path, os.O_RDWR)
@@ -116,6 +125,49 @@ class Store:
         finally:
             os.close(descriptor)  # closing releases the probe's lock
         return False
+
+    def building(self, key: str) -> bool:
+        """Whether a start holds the key's build lock right now."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.build_lock_path(key)))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        lock.release()
+        return False
+
+    @contextlib.contextmanager
+    def exclusive(self, key: str) -> Iterator[bool]:
+        """Hold the build lock and the in-use lock exclusively (the clean-up may then
+        remove the environment), or yield False when either is taken."""
+        from filelock import FileLock, Timeout
+
+        build = FileLock(str(self.build_lock_path(key)))
+        try:
+            build.acquire(timeout=0)
+        except Timeout:
+            yield False
+            return
+        try:
+            descriptor = os.open(self.use_lock_path(key), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                os.close(descriptor)
+        finally:
+            build.release()
+
+    def trash(self) -> list[Path]:
+        """What a removal renamed aside and did not finish deleting (it was killed)."""
+        return sorted(self.envs.glob(".trash-*")) if self.envs.is_dir() else []
 
     def journal(self, **record: Any) -> None:
         """Append one line to the build journal (O_APPEND: whole lines, even from replicas)."""
@@ -138,7 +190,7 @@ class Store:
         from filelock import FileLock, Timeout  # only a build needs it, never the warm path
 
         self._ensure_root()
-        lock = FileLock(str(self.locks / f"{key}.lock"))
+        lock = FileLock(str(self.build_lock_path(key)))
         owner_file = self.locks / f"{key}.owner"
         deadline = time.monotonic() + timeout
         poll = 0.0  # first try without waiting, so a wait is announced at once

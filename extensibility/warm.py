@@ -1,13 +1,16 @@
 """The warm path's shortcut: find the environment of an unchanged request without parsing it.
 
 After a start has computed the full key, it leaves a note under `CACHE/warm/`, named by a
-digest of the raw inputs (the request file's bytes, the image's package listing, the
-interpreter, installer, installer configuration, protection and server module). The note
-lists what else the key depended on: included files, local artifacts, `${VAR}` values.
+digest of the raw inputs its `Start` read (the request file's bytes, the image's package
+listing, the interpreter, installer, installer configuration, protection and server module).
+The note lists what else the key depended on, with the digests taken when the key was
+computed: included files, local artifacts, local conda channels, `${VAR}` values.
 A later start recomputes the digest, re-checks those, and on a match goes straight to the
 environment: no requirement parsing, no `packaging` import, no resolver.
-Any mismatch just means the full path runs; the note can never select a wrong environment
-as long as everything the key depends on is in the digest or the note.
+
+Both the digest and the note come from values read once, before any build: if a file
+changes while a build runs, the note describes the old content, so the next start with the
+new content misses and rebuilds. Any mismatch just means the full path runs.
 """
 
 from __future__ import annotations
@@ -15,68 +18,57 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from extensibility.fingerprint import fingerprint_path, fingerprint_wheelhouse, sha256_file
-from extensibility.image import Image, current_image
-from extensibility.installer_config import installer_settings
-from extensibility.installers.choice import choose_installer
 from extensibility.log import Log
-from extensibility.request import CONDA, REQUIREMENTS, Request
-from extensibility.server_command import server_module
-from extensibility.settings import Settings
-from extensibility.store import Store
+from extensibility.redact import secret_digest
+from extensibility.start import Start
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from extensibility.environment import EnvironmentPlan
+    from extensibility.resolve import Resolved
 
-SCHEMA = 1
+SCHEMA = 2
+FOLDER = "warm"
 
 
-def _digest(settings: Settings, request: Request, env: Mapping[str, str],
-            module: str | None, image: Image, installer: str) -> str:
-    assert request.path is not None
-    # every setting the full key depends on must be here too (or re-checked by the note)
+def warm_digest(start: Start) -> str:
+    """Everything the full key depends on that is not re-checked through the note."""
+    settings = start.settings
     document = {
         "schema": SCHEMA,
-        "request": str(request.path),
-        "content": sha256_file(request.path),
-        "interpreter": image.identity(),
-        "image": image.distribution_listing(),
-        "installer": installer,
-        "installer_settings": installer_settings(installer, env),
+        "request": str(start.request_path),
+        "content": start.request_digest,
+        "interpreter": start.image.identity(),
+        "image": start.image.listing,
+        "installer": start.installer,
+        "installer_settings": start.installer_settings,
         "protect": settings.protect,
         "policy": settings.policy(),
         "wheelhouse": settings.wheelhouse,
-        "server_module": module,
+        "server_module": start.server_module,
         "conda": [settings.conda_strategy, settings.conda_channels],
     }
     text = json.dumps(document, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _note_path(settings: Settings, digest: str) -> Path:
-    return settings.cache_dir / "warm" / f"{digest}.json"
+def note_path(start: Start) -> Path:
+    return start.store.root / FOLDER / f"{warm_digest(start)}.json"
 
 
-def warm_start(settings: Settings, request: Request, env: Mapping[str, str],
-               command: Sequence[str], log: Log) -> Path | None:
+def find(start: Start, log: Log) -> Path | None:
     """The environment, if the request is unchanged since a start that wrote a note."""
-    if request.kind not in (REQUIREMENTS, CONDA):
-        return None
-    installer, _ = choose_installer(settings.installer)
-    module = server_module(command, env.get("PATH", os.defpath), settings.app_root)
-    digest = _digest(settings, request, env, module, current_image(), installer)
     try:
-        note = json.loads(_note_path(settings, digest).read_text(encoding="utf-8"))
+        note = json.loads(note_path(start).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not _still_valid(note, env):
+    if not isinstance(note, dict) or not still_valid(note, start.env):
         return None
     key = str(note["key"])
-    store = Store(settings.cache_dir)
+    store = start.store
     if store.lookup(key) is None:
         return None
     try:
@@ -87,52 +79,56 @@ def warm_start(settings: Settings, request: Request, env: Mapping[str, str],
     if found is None:
         return None
     store.touch(key)
-    log.phase("key", f"{key} (request unchanged, installer {installer}): hit")
+    log.phase("key", f"{key} (request unchanged, installer {start.installer}): hit")
     return found
 
 
-def remember(settings: Settings, env: Mapping[str, str], plan: EnvironmentPlan) -> None:
-    """Leave the note for the next start (best effort: a read-only cache just stays slow)."""
-    spec, image, installer = plan.spec, plan.image, plan.installer
-    assert spec is not None and image is not None and installer is not None
-    note: dict[str, Any] = {
-        "key": plan.key,
-        "files": {str(p): sha256_file(p) for p in (*spec.files[1:], *_channel_files(plan))},
+def note_for(resolved: Resolved) -> dict[str, object]:
+    """What the key depended on besides the digest, as read when the key was computed."""
+    spec = resolved.spec
+    top = str(spec.files[0]) if spec.files else None
+    return {
+        "key": resolved.key,
+        "files": {path: digest for path, digest in spec.digests.items() if path != top},
         "wheelhouses": dict(spec.local_inputs),
         "local": dict(spec.local_files),
-        "variables": {name: _secret_digest(value) for name, value in spec.variables.items()},
+        "variables": {name: None if value is None else secret_digest(value)
+                      for name, value in spec.variables.items()},
+        "channels": dict(resolved.conda.local.state) if resolved.conda else {},
     }
-    path = _note_path(settings, _digest(settings, plan.request, env, plan.server_module, image,
-                                        installer))
+
+
+def remember(start: Start, resolved: Resolved) -> None:
+    """Leave the note for the next start (best effort: a read-only cache just stays slow)."""
+    path = note_path(start)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(note, sort_keys=True), encoding="utf-8")
+        temporary.write_text(json.dumps(note_for(resolved), sort_keys=True), encoding="utf-8")
         os.replace(temporary, path)
     except OSError:
         pass
 
 
-def _channel_files(plan: EnvironmentPlan) -> list[Path]:
-    """A local conda channel's index: a package added there changes the key."""
-    channels = plan.conda.channels if plan.conda else ()
-    return [repodata for channel in channels if channel.startswith("file://")
-            for repodata in sorted(Path(channel[len("file://"):]).glob("*/repodata.json"))]
-
-
-def _secret_digest(value: str | None) -> str | None:
-    """${VAR} values may be tokens: the note keeps only their hash."""
-    return None if value is None else hashlib.sha256(value.encode()).hexdigest()
-
-
-def _still_valid(note: Mapping[str, Any], env: Mapping[str, str]) -> bool:
+def still_valid(note: Mapping[str, object], env: Mapping[str, str]) -> bool:
+    """Whether everything the note lists is as it was when its key was computed."""
     try:
+        variables, files = note["variables"], note["files"]
+        wheelhouses, local, channels = note["wheelhouses"], note["local"], note["channels"]
+        assert isinstance(variables, dict) and isinstance(files, dict)
+        assert isinstance(wheelhouses, dict) and isinstance(local, dict)
+        assert isinstance(channels, dict)
+        if channels:
+            from extensibility.conda.channels import unchanged
+
+            if not unchanged(channels):
+                return False
         return (
-            all(_secret_digest(env.get(name)) == digest
-                for name, digest in note["variables"].items())
-            and all(sha256_file(Path(p)) == h for p, h in note["files"].items())
-            and all(fingerprint_wheelhouse(Path(p)) == f for p, f in note["wheelhouses"].items())
-            and all(fingerprint_path(Path(p)) == f for p, f in note["local"].items())
+            all((None if env.get(name) is None else secret_digest(env[name])) == digest
+                for name, digest in variables.items())
+            and all(sha256_file(Path(p)) == h for p, h in files.items())
+            and all(fingerprint_wheelhouse(Path(p)) == f for p, f in wheelhouses.items())
+            and all(fingerprint_path(Path(p)) == f for p, f in local.items())
         )
-    except (OSError, KeyError, AttributeError):
+    except (OSError, KeyError, AttributeError, AssertionError, ValueError):
         return False

@@ -32,6 +32,13 @@ def hermetic_env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def complete_envs(cache: Path) -> list[Path]:
+    """The environments the store counts as complete (marker present), sorted."""
+    from extensibility.store import Store
+
+    return sorted(e.path for e in Store(cache).entries() if e.complete)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -153,3 +160,28 @@ def start_index(folder: Path, log: Path, auth: tuple[str, str] | None = None) ->
         index.stop()
         raise
     return index
+
+
+class Pause:
+    """Holds a build at a phase through the entrypoint's test-only hook (extensibility/faults.py):
+    a deterministic meeting point, no sleeps. `env` goes to the start to hold; `wait` returns
+    once it is held there; `release` lets it go on."""
+
+    def __init__(self, folder: Path, phase: str) -> None:
+        from extensibility.faults import VARIABLE
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.phase = folder, phase
+        self.env = {VARIABLE: f"{phase}:{folder}"}
+
+    def wait(self, process: subprocess.Popen[str], timeout: float = 300) -> None:
+        def held() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"the start exited {process.returncode} before it was "
+                                     f"held at {self.phase}")
+            return (self.folder / f"paused-{self.phase}").exists()
+
+        wait_for(held, timeout, f"the build to be held before {self.phase}")
+
+    def release(self) -> None:
+        (self.folder / f"release-{self.phase}").touch()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conda_channel import native_channel
 from tests.conftest import StartServer, contract_env, run_entrypoint
-from tests.support import IMAGE_WHEELHOUSE, Image, Index, build_image
+from tests.support import IMAGE_WHEELHOUSE, Image, Index, build_image, complete_envs
 from tests.wheels import build_wheel
 
 pytestmark = pytest.mark.slow
@@ -56,10 +56,6 @@ def renamed(packages: Path) -> Path:
     """`msgpack` on the index: conda calls it msgpack-python."""
     build_wheel(packages, "msgpack", "1.0", modules={"msgpack/__init__.py": "VERSION = '1.0'\n"})
     return packages
-
-
-def complete_envs(cache: Path) -> list[Path]:
-    return sorted(p.parent.parent for p in cache.glob("envs/*/.extensibility/complete"))
 
 
 def test_mlflow_conda_yaml_is_served_by_the_real_server_and_cached(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from extensibility.conda_file import CondaFile, parse_match_spec
-from extensibility.conda_translate import OVERLAY, PREFIX, decide, pep440_specifier
+from extensibility.conda.file import CondaFile, parse_match_spec
+from extensibility.conda.translate import OVERLAY, PREFIX, decide, pep440_specifier
 from extensibility.errors import RequestInvalid
 from extensibility.requirements import Origin
 
@@ -82,12 +82,13 @@ def test_layout_follows_what_only_conda_can_provide(dependency: str, layout: str
                                                     tmp_path: Path) -> None:
     import sys
 
-    from extensibility.conda_request import plan_conda
+    from extensibility.conda.request import read_conda_request
     from extensibility.settings import Settings
 
     path = tmp_path / "conda.yaml"
     minor = f"{sys.version_info.major}.{sys.version_info.minor}"
     path.write_text(f"dependencies:\n  - python={minor}\n  - {dependency}\n")
-    plan, _ = plan_conda(Settings.from_environ({"EXTENSIBILITY_CACHE_DIR": str(tmp_path)}),
-                         path, {})
-    assert plan.layout == layout
+    conda, _ = read_conda_request(
+        Settings.from_environ({"EXTENSIBILITY_CACHE_DIR": str(tmp_path)}), path,
+        path.read_bytes(), {})
+    assert conda.layout == layout

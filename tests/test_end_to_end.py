@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartServer, contract_env, run_entrypoint
-from tests.support import REPO, Image, Index
+from tests.support import REPO, Image, Index, Pause, complete_envs
 
 pytestmark = pytest.mark.slow
 INSTALLERS = ["uv", "pip"]
@@ -20,10 +20,6 @@ INSTALLERS = ["uv", "pip"]
 def overlay_dists(cache: Path) -> list[str]:
     """dist-info folder names inside every overlay of a cache."""
     return sorted(p.name for p in cache.glob("envs/*/lib/python3*/site-packages/*.dist-info"))
-
-
-def complete_envs(cache: Path) -> list[Path]:
-    return sorted(p.parent.parent for p in cache.glob("envs/*/.extensibility/complete"))
 
 
 @pytest.mark.parametrize("installer", INSTALLERS)
@@ -276,6 +272,31 @@ def test_warm_shortcut_is_taken_only_while_everything_the_key_depends_on_is_unch
     other = {**env, "GREETING_VERSION": "1.0.0"}  # a ${VAR} changed
     assert "request unchanged" not in start(other)
     assert len(complete_envs(cache)) == 3
+
+
+def test_a_request_changed_during_a_build_is_rebuilt_at_the_next_start(
+    image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+) -> None:
+    """A mounted requirements.txt updated while a build runs: the warm note describes the
+    content the build installed, so the next start sees the new content as a miss."""
+    requirements = app / "requirements.txt"
+    requirements.write_text(f"--index-url {index.url}\ntinydep\n")
+    env = contract_env(tmp_path, image, app, cache,
+                       AZUREML_EXTRA_REQUIREMENTS_TXT="requirements.txt")
+    pause = Pause(tmp_path / "pause", "publish")
+    builder = subprocess.Popen([str(image.bin / "extensibility"), "run", "--", "true"],
+                               env={**env, **pause.env}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    pause.wait(builder)
+    requirements.write_text(f"--index-url {index.url}\ntinydep\nhello-cli\n")  # the rollout
+    pause.release()
+    _, err = builder.communicate(timeout=300)
+    assert builder.returncode == 0, err
+    result = run_entrypoint(image, env, "run", "--", "hello-cli")
+    assert result.returncode == 0, result.stderr
+    assert "request unchanged" not in result.stderr and "miss" in result.stderr
+    assert "hello from" in result.stdout  # the new content's package is there
+    assert len(complete_envs(cache)) == 2
 
 
 def test_a_cache_other_users_can_write_is_refused_with_92(

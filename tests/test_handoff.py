@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from extensibility.errors import ServerNotFound
-from extensibility.handoff import default_command, plan_handoff
+from extensibility.handoff import default_command, prepare_handoff
 from extensibility.settings import Settings
 
 
@@ -39,7 +39,7 @@ def test_default_command_is_the_prebuilt_images_server(tmp_path: Path) -> None:
 def test_an_image_python_script_is_run_by_the_overlay(tmp_path: Path, shebang: str) -> None:
     image_bin, overlay = tmp_path / "image-bin", tmp_path / "overlay"
     server = script(image_bin, "server", shebang + "print('hi')\n")
-    handoff = plan_handoff(settings_for(tmp_path), ["server", "--flag"],
+    handoff = prepare_handoff(settings_for(tmp_path), ["server", "--flag"],
                            {"PATH": str(image_bin)}, overlay, None)
     python = str(overlay / "bin" / "python")
     assert handoff.program == python
@@ -52,14 +52,14 @@ def test_an_image_python_script_is_run_by_the_overlay(tmp_path: Path, shebang: s
 @pytest.mark.parametrize("text", ["#!/bin/sh\necho hi\n", "#!/usr/bin/env python3\nprint(1)\n"])
 def test_other_programs_are_exec_ed_as_they_are(tmp_path: Path, text: str) -> None:
     program = script(tmp_path / "bin", "tool", text)
-    handoff = plan_handoff(settings_for(tmp_path), ["tool"], {"PATH": str(tmp_path / "bin")},
+    handoff = prepare_handoff(settings_for(tmp_path), ["tool"], {"PATH": str(tmp_path / "bin")},
                            tmp_path / "overlay", None)
     assert handoff.program == str(program) and handoff.argv == ("tool",)
 
 
 def test_lib_path_is_prepended_to_pythonpath(tmp_path: Path) -> None:
     script(tmp_path / "bin", "tool", "#!/bin/sh\n")
-    handoff = plan_handoff(settings_for(tmp_path), ["tool"],
+    handoff = prepare_handoff(settings_for(tmp_path), ["tool"],
                            {"PATH": str(tmp_path / "bin"), "PYTHONPATH": "/existing"},
                            None, tmp_path / "libs")
     assert handoff.env["PYTHONPATH"] == f"{tmp_path / 'libs'}{os.pathsep}/existing"
@@ -71,6 +71,6 @@ def test_a_missing_default_server_says_how_to_fix_it(tmp_path: Path,
     # the image's scripts folder (next to its python) is searched too: make it empty
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     with pytest.raises(ServerNotFound) as caught:
-        plan_handoff(settings_for(tmp_path), None, {"PATH": str(tmp_path)}, None, None)
+        prepare_handoff(settings_for(tmp_path), None, {"PATH": str(tmp_path)}, None, None)
     assert caught.value.exit_code == 96
     assert caught.value.fix is not None and "azureml-inference-server-http" in caught.value.fix

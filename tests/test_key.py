@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from extensibility.image import Image
 from extensibility.key import canonical_json, differences, key_document, key_of
+from extensibility.request import REQUIREMENTS, Request
 from extensibility.requirements import parse_requirements
+from extensibility.settings import Settings
+from extensibility.start import Start
 
 
-def make_image(tmp_path: Path, *dists: str) -> Image:
+def make_image(tmp_path: Path, *dists: str, version: str = "3.11.7") -> Image:
     site = tmp_path / "site-packages"
     site.mkdir(exist_ok=True)
     for dist in dists:
-        (site / f"{dist}.dist-info").mkdir()
-    return Image(executable="/image/bin/python3.11", prefix="/image", version="3.11.7",
+        (site / f"{dist}.dist-info").mkdir(exist_ok=True)
+    return Image(executable="/image/bin/python3.11", prefix="/image", version=version,
                  cache_tag="cpython-311", abiflags="", platform="linux-x86_64",
                  site_dirs=(str(site),))
 
@@ -26,8 +28,11 @@ def key_for(tmp_path: Path, text: str, image: Image, installer: str = "uv",
             env: dict[str, str] | None = None) -> tuple[str, dict[str, object]]:
     path = tmp_path / "requirements.txt"
     path.write_text(text)
-    document = key_document(parse_requirements(path, {}), image, installer, env or {}, "server",
-                            "server.main", {"require_hashes": False})
+    env = env or {}
+    settings = Settings.from_environ({**env, "EXTENSIBILITY_CACHE_DIR": str(tmp_path / "c")})
+    start = Start(settings, env, ["true"], Request(REQUIREMENTS, path), image=image,
+                  installer=(installer, None))
+    document = key_document(start, parse_requirements(path, env))
     return key_of(document), document
 
 
@@ -42,7 +47,8 @@ def test_request_image_interpreter_and_installer_changes_give_new_keys(tmp_path:
     image = make_image(tmp_path, "numpy-1.26.4")
     base, base_doc = key_for(tmp_path, "requests>=2\n", image)
     changed_request, _ = key_for(tmp_path, "requests>=2.1\n", image)
-    changed_interpreter, _ = key_for(tmp_path, "requests>=2\n", replace(image, version="3.11.8"))
+    changed_interpreter, _ = key_for(tmp_path, "requests>=2\n",
+                                     make_image(tmp_path, "numpy-1.26.4", version="3.11.8"))
     changed_installer, _ = key_for(tmp_path, "requests>=2\n", image, installer="pip")
     (tmp_path / "site-packages" / "flask-3.0.0.dist-info").mkdir()
     changed_image, image_doc = key_for(tmp_path, "requests>=2\n", make_image(tmp_path))

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import contract_env, run_entrypoint
 from tests.faultproxy import FaultProxy
-from tests.support import Image, Index, wait_for
+from tests.support import Image, Index, Pause, complete_envs, wait_for
 from tests.wheels import build_wheel
 
 pytestmark = pytest.mark.slow
@@ -68,46 +68,63 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def complete_envs(cache: Path) -> list[Path]:
-    return sorted(p.parent.parent for p in cache.glob("envs/*/.extensibility/complete"))
+def read_stderr_until(process: subprocess.Popen[str], text: str, seen: list[str]) -> None:
+    """Read the start's stderr into `seen` until a line contains `text`."""
+    assert process.stderr is not None
+    for line in process.stderr:
+        seen.append(line)
+        if text in line:
+            return
+    raise AssertionError(f"the start ended without printing {text!r}:\n{''.join(seen)}")
 
 
 # --- concurrent starts ------------------------------------------------------------------
 
-def test_concurrent_starts_install_once(image: Image, app: Path, cache: Path,
-                                        proxy: FaultProxy, tmp_path: Path) -> None:
-    proxy.faults.mode, proxy.faults.delay = "slow", 0.3  # long enough for everyone to meet
-    env = env_for(tmp_path, image, app, cache, proxy.url)
-    replicas = []
-    for i in range(4):  # separate "containers": their own temp folders, one cache volume
+def test_concurrent_starts_install_once(image: Image, app: Path, cache: Path, index: Index,
+                                        tmp_path: Path) -> None:
+    """One start is held inside its build (the lock taken) while three more arrive: they
+    meet it for certain, wait, and are served by its build."""
+    env = env_for(tmp_path, image, app, cache, index.url)
+    pause = Pause(tmp_path / "pause", "overlay")
+    builder = start(image, {**env, **pause.env}, "python", "-c", PROBE)
+    pause.wait(builder)
+    replicas, seen = [], []
+    for i in range(3):  # separate "containers": their own temp folders, one cache volume
         own_tmp = tmp_path / f"replica-{i}"
         own_tmp.mkdir()
-        replicas.append(start(image, {**env, "TMPDIR": str(own_tmp)}, "python", "-c", PROBE))
-    outputs = [r.communicate(timeout=300) for r in replicas]
-    for replica, (out, err) in zip(replicas, outputs):
-        assert replica.returncode == 0, err
+        replica = start(image, {**env, "TMPDIR": str(own_tmp)}, "python", "-c", PROBE)
+        lines: list[str] = []
+        read_stderr_until(replica, "waiting for pid", lines)  # announced at once
+        replicas.append(replica)
+        seen.append(lines)
+    pause.release()
+    for process, before in zip([builder, *replicas], [[], *seen]):
+        out, err = process.communicate(timeout=300)
+        err = "".join(before) + err
+        assert process.returncode == 0, err
         assert out.strip() == "HELLO OK"
     assert len(events(cache, "build-started")) == 1
     assert len(events(cache, "build-complete")) == 1
-    waited = [err for _, err in outputs if "waiting for pid" in err]
-    assert waited and all("built by another start meanwhile" in err for err in waited)
 
 
 def test_different_keys_build_in_parallel(image: Image, tmp_path: Path, cache: Path,
-                                          proxy: FaultProxy) -> None:
-    proxy.faults.mode, proxy.faults.delay = "slow", 0.5
-    runs = []
+                                          index: Index) -> None:
+    """A build held inside its lock does not stop another key's build from completing."""
+    apps = {}
     for name in ("greeting", "hello-cli"):
-        app = tmp_path / name
-        app.mkdir()
-        runs.append(start(image, env_for(tmp_path, image, app, cache, proxy.url, name), "true"))
-    for run in runs:
-        assert run.wait(timeout=300) == 0
-    started = {r["key"]: r["time"] for r in events(cache, "build-started")}
-    done = {r["key"]: r["time"] for r in events(cache, "build-complete")}
-    assert len(started) == 2
-    first, second = sorted(started, key=lambda k: float(started[k]))  # type: ignore[arg-type]
-    assert float(started[second]) < float(done[first])  # type: ignore[arg-type]
+        apps[name] = tmp_path / name
+        apps[name].mkdir()
+    pause = Pause(tmp_path / "pause", "overlay")
+    held = start(image, {**env_for(tmp_path, image, apps["greeting"], cache, index.url),
+                         **pause.env}, "true")
+    pause.wait(held)
+    other = run_entrypoint(image, env_for(tmp_path, image, apps["hello-cli"], cache, index.url,
+                                          "hello-cli"), "run", "--", "true")
+    assert other.returncode == 0, other.stderr
+    assert len(events(cache, "build-complete")) == 1 and held.poll() is None
+    pause.release()
+    assert held.wait(timeout=300) == 0
+    assert len(events(cache, "build-complete")) == 2
 
 
 def test_lock_wait_has_a_timeout(image: Image, app: Path, cache: Path, index: Index,
@@ -133,14 +150,6 @@ def test_lock_wait_has_a_timeout(image: Image, app: Path, cache: Path, index: In
 
 # --- crashes and signals ----------------------------------------------------------------
 
-def wait_for_line(process: subprocess.Popen[str], text: str) -> None:
-    assert process.stderr is not None
-    for line in process.stderr:
-        if text in line:
-            return
-    raise AssertionError(f"the process ended without printing {text!r}")
-
-
 def wait_for_installer(process: subprocess.Popen[str]) -> int:
     found: list[int] = []
 
@@ -162,8 +171,9 @@ def test_a_killed_build_is_never_used_and_the_next_start_rebuilds(
         builder = start(image, env, "python", "-c", PROBE)
         installer = wait_for_installer(builder)
     else:
-        builder = start(image, {**env, "EXTENSIBILITY_FAULT_PAUSE": phase}, "true")
-        wait_for_line(builder, f"paused before {phase}")
+        pause = Pause(tmp_path / "pause", phase)
+        builder = start(image, {**env, **pause.env}, "true")
+        pause.wait(builder)
     builder.send_signal(signal.SIGKILL)
     builder.wait(timeout=30)
     if phase == "install":  # the installer dies with its parent, it is not orphaned

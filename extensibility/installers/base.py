@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from extensibility.image import Image
+from extensibility.installers.config import CONSTRAINTS_FILE, REQUIREMENTS_FILE
 from extensibility.log import Log
 from extensibility.requirements import RequirementsSpec
 
@@ -15,7 +15,6 @@ from extensibility.requirements import RequirementsSpec
 @dataclass(frozen=True)
 class InstallJob:
     python: Path  # the overlay's interpreter: installs go into its site-packages
-    image: Image
     image_python: str  # the interpreter running the entrypoint, whose packages are the image's
     spec: RequirementsSpec
     work_dir: Path  # where request files and the build log are written
@@ -33,8 +32,6 @@ class InstallResult:
 
 
 class Installer(Protocol):
-    name: str
-
     def install(self, job: InstallJob, log: Log) -> InstallResult: ...
 
 
@@ -51,12 +48,12 @@ def make_installer(name: str, uv: str | None) -> Installer:
 
 def write_request_files(job: InstallJob) -> tuple[Path, Path | None]:
     """The normalised request as files both installers read (absolute paths, hashes)."""
-    requirements = job.work_dir / "requirements.txt"
+    requirements = job.work_dir / REQUIREMENTS_FILE
     requirements.write_text("".join(r.installer_line() + "\n" for r in job.spec.requirements),
                             encoding="utf-8")
     lines = [r.installer_line() for r in job.spec.constraints] + list(job.held)
     if not lines:
         return requirements, None
-    constraints = job.work_dir / "constraints.txt"
+    constraints = job.work_dir / CONSTRAINTS_FILE
     constraints.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return requirements, constraints

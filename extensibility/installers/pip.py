@@ -10,17 +10,15 @@ from __future__ import annotations
 import re
 import sys
 
-from extensibility.installers._subprocess import check, run_streaming
 from extensibility.installers.base import InstallJob, InstallResult, write_request_files
 from extensibility.installers.options import pip_flags
 from extensibility.log import Log
+from extensibility.process import check, run_streaming
 
 _INSTALLED_RE = re.compile(r"^Successfully installed (?P<list>.+)$", re.MULTILINE)
 
 
 class PipInstaller:
-    name = "pip"
-
     def install(self, job: InstallJob, log: Log) -> InstallResult:
         requirements, constraints = write_request_files(job)
         pip = ([sys.executable, "-m", "pip", "--python", str(job.python)] if job.isolated
@@ -36,9 +34,13 @@ class PipInstaller:
         check(completed, "pip", str(job.spec.files[0]), job.timeout,
               fix="read pip's message above; fix the requirement it names, or make the "
               "package available from the index")
-        match = _INSTALLED_RE.search(completed.output)
-        installed = tuple(_pin(item) for item in match.group("list").split()) if match else ()
-        return InstallResult(installed)
+        return InstallResult(parse_installed(completed.output))
+
+
+def parse_installed(output: str) -> tuple[str, ...]:
+    """`name==version` of what pip's "Successfully installed ..." line lists."""
+    match = _INSTALLED_RE.search(output)
+    return tuple(_pin(item) for item in match.group("list").split()) if match else ()
 
 
 def _pin(item: str) -> str:

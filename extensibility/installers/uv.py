@@ -16,19 +16,18 @@ from pathlib import Path
 
 from extensibility.errors import InstallFailed
 from extensibility.image import canonical_name
-from extensibility.installers._subprocess import check, run_streaming
 from extensibility.installers.base import InstallJob, InstallResult, write_request_files
+from extensibility.installers.config import DELTA_FILE
 from extensibility.installers.options import uv_flags
 from extensibility.log import Log
-from extensibility.requirements import Requirement
+from extensibility.process import check, run_streaming
+from extensibility.requirements import Requirement, RequirementsSpec
 
 _ADDED_RE = re.compile(r"^ \+ (?P<name>[A-Za-z0-9._-]+)(?:==(?P<version>\S+)| @ (?P<url>\S+))")
 _WOULD_INSTALL_RE = re.compile(r"^Would install (?P<count>\d+) package", re.MULTILINE)
 
 
 class UvInstaller:
-    name = "uv"
-
     def __init__(self, binary: str) -> None:
         self.binary = binary
 
@@ -38,11 +37,11 @@ class UvInstaller:
         flags = uv_flags(job.spec.options)
         plan = self._run(job, log, ["pip", "install", "--dry-run", "--python", job.image_python,
                                     *request, *flags], "uv resolve")
-        added = _parse_added(plan, job)
+        added = parse_plan(plan, job.spec)
         if not added:
             log.phase("install", "the image already satisfies every requirement")
             return InstallResult(())
-        delta = job.work_dir / "install.txt"
+        delta = job.work_dir / DELTA_FILE
         delta.write_text("".join(line + "\n" for line in added), encoding="utf-8")
         self._run(job, log, ["pip", "install", "--no-deps", "--compile-bytecode", "--python",
                              str(job.python), "-r", str(delta), *flags], "uv install")
@@ -58,10 +57,10 @@ class UvInstaller:
         return completed.output
 
 
-def _parse_added(output: str, job: InstallJob) -> list[str]:
-    """Requirement lines for what the dry run would add, hashes and editability kept."""
-    by_name: dict[str, Requirement] = {r.name: r for r in job.spec.requirements if r.name}
-    editable_paths = {str(Path(r.install_text)): r for r in job.spec.requirements if r.editable}
+def parse_plan(output: str, spec: RequirementsSpec) -> list[str]:
+    """Requirement lines for what uv's dry run would add, hashes and editability kept."""
+    by_name: dict[str, Requirement] = {r.name: r for r in spec.requirements if r.name}
+    editable_paths = {str(Path(r.install_text)): r for r in spec.requirements if r.editable}
     lines: list[str] = []
     for raw in output.splitlines():
         match = _ADDED_RE.match(raw)

@@ -4,25 +4,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from extensibility.conda_file import CondaFile, read_conda_file
-from extensibility.conda_prefix import (
-    NATIVE_LAYOUT,
-    PYTHON_LAYOUT,
-    channel_state,
-    channels_for,
-    local_native_names,
-    rattler_available,
-)
-from extensibility.conda_translate import OVERLAY, PREFIX, Decision, decide, explain, is_native
+from extensibility.conda.channels import LocalChannels, channel_urls, is_local
+from extensibility.conda.file import CondaFile, read_conda_file
+from extensibility.conda.prefix import NATIVE_LAYOUT, PYTHON_LAYOUT, rattler_available
+from extensibility.conda.translate import OVERLAY, PREFIX, Decision, decide, explain, is_native
 from extensibility.errors import PolicyViolation, RequestInvalid, RequestNotSupported
-from extensibility.redact import redact_url
+from extensibility.fingerprint import sha256_bytes
+from extensibility.redact import redact_url, secret_digest
 from extensibility.requirements import RequirementsSpec, parse_embedded
 from extensibility.settings import Settings
 
@@ -30,22 +24,24 @@ CONDA_HOST = "conda.anaconda.org"  # where a channel given by name (conda-forge)
 
 
 @dataclass(frozen=True)
-class CondaPlan:
+class CondaRequest:
+    """How a conda file is met: the decision, the prefix layout and what its solver gets."""
+
     file: CondaFile
     decision: Decision
     layout: str | None  # None: no prefix; else PYTHON_LAYOUT or NATIVE_LAYOUT
     specs: tuple[str, ...]  # what the conda solver gets
     channels: tuple[str, ...]  # the file's, or EXTENSIBILITY_CONDA_CHANNELS
+    local: LocalChannels  # what the local ones among them hold, read once
 
     def key_part(self) -> dict[str, Any]:
         # variables may hold secrets: the key document (shown by `plan`) keeps their hashes;
         # channel URLs lose their credentials
-        variables = {name: hashlib.sha256(value.encode()).hexdigest()[:16]
+        variables = {name: secret_digest(value)
                      for name, value in sorted(self.file.variables.items())}
         # local channels decide which packages are native, so they count even without a prefix
         part: dict[str, Any] = {"strategy": self.decision.strategy, "layout": self.layout,
-                                "variables": variables,
-                                "channel_state": channel_state(self.channels)}
+                                "variables": variables, "channel_state": dict(self.local.state)}
         if self.layout is not None:
             part.update(specs=list(self.specs), channels=[redact_url(c) for c in self.channels])
         return part
@@ -62,12 +58,16 @@ class CondaPlan:
         return lines
 
 
-def plan_conda(settings: Settings, path: Path, env: Mapping[str, str],
-               python_version: str | None = None) -> tuple[CondaPlan, RequirementsSpec]:
+def read_conda_request(settings: Settings, path: Path, data: bytes, env: Mapping[str, str],
+                       python_version: str | None = None
+                       ) -> tuple[CondaRequest, RequirementsSpec]:
+    """Read the conda file (`data`: its bytes, read once) and decide how to meet it, for
+    `python_version` (default: this interpreter's)."""
     running = python_version or sys.version.split()[0]
-    conda = read_conda_file(path)
-    channels = channels_for(conda, settings.conda_channels)
-    native = local_native_names(channels)
+    conda = read_conda_file(path, data)
+    channels = channel_urls(conda.channels, settings.conda_channels, path.parent)
+    local = LocalChannels(channels)
+    native = local.native
     decision = decide(conda, running, settings.conda_strategy, native)
     if decision.python_problem and decision.strategy == OVERLAY:
         raise RequestNotSupported(
@@ -98,8 +98,8 @@ def plan_conda(settings: Settings, path: Path, env: Mapping[str, str],
         _check_channels(settings, path, channels)
     extra = [] if layout == PYTHON_LAYOUT else [(t.spec.origin, t.requirement)
                                                  for t in decision.translated]
-    spec = parse_embedded(path, conda.pip, env, extra)
-    return CondaPlan(conda, decision, layout, specs, channels), spec
+    spec = parse_embedded(path, conda.pip, env, extra, digest=sha256_bytes(data))
+    return CondaRequest(conda, decision, layout, specs, channels, local), spec
 
 
 def _minor(version: str) -> str:
@@ -120,7 +120,7 @@ def _check_channels(settings: Settings, path: Path, channels: tuple[str, ...]) -
     """The offline and allowed-hosts rules hold for conda channels as for package indexes."""
     from urllib.parse import urlsplit
 
-    remote = [c for c in channels if not c.startswith("file://")]
+    remote = [c for c in channels if not is_local(c)]
     if settings.wheelhouse and remote:
         raise RequestInvalid(
             f"{path}: EXTENSIBILITY_WHEELHOUSE makes the start offline, but the conda prefix "

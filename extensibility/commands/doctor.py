@@ -1,18 +1,24 @@
-"""`extensibility doctor`: check the set-up a start depends on, and say how to fix each fault."""
+"""`extensibility doctor [-- COMMAND]`: check the set-up a start depends on, and say how to
+fix each fault. Each check asks the module a start would ask (the store for the cache's
+safety rule, the request parsers for the request), so doctor and a start cannot disagree."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
+from extensibility.commands import Context
+from extensibility.commands.parser import command_argument
+from extensibility.commands.run import server_command
 from extensibility.errors import ExtensibilityError
 from extensibility.image import current_image
 from extensibility.installers.choice import choose_installer, find_uv
+from extensibility.process import run_captured
 from extensibility.protection import resolve_protection
 from extensibility.request import CONDA, REQUIREMENTS, resolve_request
 from extensibility.server_command import find_program, server_module
@@ -28,6 +34,17 @@ class Finding:
     ok: bool
     detail: str
     fix: str | None = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    command_argument(parser)
+
+
+def main(args: argparse.Namespace, context: Context) -> int:
+    command = server_command(args.command, context.settings)
+    findings = diagnose(context.settings, context.env, command)
+    print(report(findings))
+    return 0 if all(f.ok for f in findings) else 1
 
 
 def diagnose(settings: Settings, env: Mapping[str, str], command: Sequence[str]) -> list[Finding]:
@@ -68,11 +85,11 @@ def _uv() -> Finding:
     if uv is None:
         return Finding("uv", True, "not installed: pip will be used (install the `uv` extra "
                        "for faster cold starts)")
-    version = subprocess.run([uv, "--version"], capture_output=True, text=True, check=False)
-    if version.returncode != 0:
-        return Finding("uv", False, f"{uv} does not run: {version.stderr.strip()}",
+    version = run_captured([uv, "--version"], timeout=30)
+    if version.returncode != 0 or version.timed_out:
+        return Finding("uv", False, f"{uv} does not run: {version.tail or 'no output'}",
                        "reinstall uv, or set EXTENSIBILITY_INSTALLER=pip")
-    return Finding("uv", True, f"{version.stdout.strip()} at {uv}")
+    return Finding("uv", True, f"{version.output.strip()} at {uv}")
 
 
 def _installer(settings: Settings) -> Finding:
@@ -83,23 +100,18 @@ def _installer(settings: Settings) -> Finding:
 def _cache(settings: Settings) -> Finding:
     folder = settings.cache_dir
     existing = next(p for p in (folder, *folder.parents) if p.exists())
-    info = existing.stat()
     if existing != folder and not os.access(existing, os.W_OK | os.X_OK):
         return Finding("cache", False, f"{folder} does not exist and {existing} is not writable",
                        "create the folder for this user, or set EXTENSIBILITY_CACHE_DIR")
-    if existing == folder:
-        if not os.access(folder, os.W_OK | os.X_OK):
-            return Finding("cache", False, f"{folder} is not writable by uid {os.getuid()}",
-                           f"chown {os.getuid()} {folder}, or set EXTENSIBILITY_CACHE_DIR")
-        if info.st_mode & 0o022:
-            return Finding("cache", False, f"{folder} is writable by other users "
-                           f"(mode {info.st_mode & 0o777:o}): they could change what runs",
-                           f"chmod go-w {folder}")
-        if info.st_uid != os.getuid():
-            return Finding("cache", False, f"{folder} belongs to uid {info.st_uid}, not to "
-                           f"this user ({os.getuid()})", f"chown {os.getuid()} {folder}")
+    store = Store(folder)
+    store.check_safe()  # the start's own rule: UnsafeCache becomes this check's finding
+    entries = store.entries()
+    for entry in entries:
+        store.check_safe(entry.path)
+    if existing == folder and not os.access(folder, os.W_OK | os.X_OK):
+        return Finding("cache", False, f"{folder} is not writable by uid {os.getuid()}",
+                       f"chown {os.getuid()} {folder}, or set EXTENSIBILITY_CACHE_DIR")
     free = shutil.disk_usage(existing).free
-    entries = Store(folder).entries()
     incomplete = sum(not e.complete for e in entries)
     detail = (f"{folder}: {len(entries)} environments ({incomplete} incomplete), "
               f"{free / 2**30:.1f} GiB free")
@@ -131,15 +143,15 @@ def _request(settings: Settings, env: Mapping[str, str]) -> Finding:
         from extensibility.requirements import parse_requirements
 
         assert request.path is not None
-        spec = parse_requirements(request.path, env)
+        spec = parse_requirements(request.path, env, request.path.read_bytes())
         return Finding("request", True, f"{request.describe()}: {len(spec.requirements)} "
                        "requirements read")
     if request.kind == CONDA:
-        from extensibility.conda_prefix import rattler_available
-        from extensibility.conda_request import plan_conda
+        from extensibility.conda.prefix import rattler_available
+        from extensibility.conda.request import read_conda_request
 
         assert request.path is not None
-        conda, spec = plan_conda(settings, request.path, env)
+        conda, spec = read_conda_request(settings, request.path, request.path.read_bytes(), env)
         rattler = "py-rattler installed" if rattler_available() else "no py-rattler"
         return Finding("request", True, f"{request.describe()}: {conda.describe()[0]}; "
                        f"{len(spec.requirements)} requirements for the overlay; {rattler}")

@@ -5,7 +5,7 @@ dependency is python/pip, part of the Python runtime the image already has, or a
 package installable from the package index (under its PyPI name). Its requirements then take
 exactly the path of a requirements file.
 "prefix": anything else (another Python, a native-only package, a build string, a version
-spec PEP 440 cannot express) needs a real conda prefix (conda_prefix.py).
+spec PEP 440 cannot express) needs a real conda prefix (prefix.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from extensibility.conda_file import CondaFile, MatchSpec
+from extensibility.conda.file import CondaFile, MatchSpec
 
 # conda name -> PyPI name, where they differ (docs/conda.md lists the same table)
 PYPI_NAMES: dict[str, str] = {

@@ -1,7 +1,7 @@
 """Read a conda environment file (`environment.yml`, MLflow's `conda.yaml`) completely.
 
 Every entry keeps its line, so a malformed file or match spec fails before any install with
-the file, the line, the entry and the reason. Nothing is translated here (conda_translate.py).
+the file, the line, the entry and the reason. Nothing is translated here (translate.py).
 """
 
 from __future__ import annotations
@@ -53,11 +53,12 @@ class CondaFile:
     ignored_keys: tuple[str, ...] = ()
 
 
-def read_conda_file(path: Path) -> CondaFile:
+def read_conda_file(path: Path, data: bytes) -> CondaFile:
+    """Parse `data`, the bytes of the conda file at `path` (read once by the caller)."""
     import yaml  # only a conda request pays for it
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RequestInvalid(f"{path}: not UTF-8 text ({exc.reason})",
                              fix="save the conda file as UTF-8") from None

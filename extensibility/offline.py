@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,10 +9,6 @@ from extensibility.errors import InstallFailed, RequestInvalid
 from extensibility.fingerprint import fingerprint_wheelhouse
 from extensibility.requirements import RequirementsSpec
 from extensibility.settings import Settings
-
-# index configuration that must not reach the installer in offline mode
-SOURCE_VARIABLES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "UV_INDEX_URL",
-                    "UV_EXTRA_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_FIND_LINKS")
 
 
 def wheelhouse_folder(settings: Settings) -> Path | None:
@@ -34,10 +29,6 @@ def offline(spec: RequirementsSpec, folder: Path) -> RequirementsSpec:
                       find_links=(str(folder),), no_index=True)
     inputs = {**spec.local_inputs, str(folder): fingerprint_wheelhouse(folder)}
     return replace(spec, options=options, local_inputs=inputs)
-
-
-def offline_environment(env: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if k not in SOURCE_VARIABLES}
 
 
 def explain_missing(failure: InstallFailed, folder: Path) -> InstallFailed:

@@ -9,11 +9,9 @@ Two layouts, both under the environment's folder (`ENV/conda` is the prefix):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from extensibility.conda_file import CondaFile
 from extensibility.errors import InstallFailed
 from extensibility.log import Log
 from extensibility.redact import redact_url
@@ -21,7 +19,6 @@ from extensibility.redact import redact_url
 PREFIX_DIR = "conda"
 PYTHON_LAYOUT = "python"
 NATIVE_LAYOUT = "native"
-DEFAULT_CHANNELS = ("conda-forge",)
 
 
 def rattler_available() -> bool:
@@ -30,58 +27,6 @@ def rattler_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def channels_for(conda: CondaFile, override: str | None) -> tuple[str, ...]:
-    """EXTENSIBILITY_CONDA_CHANNELS (comma-separated; for a mirror or an offline channel)
-    replaces the file's channels; a local folder becomes a file:// URL (relative ones are
-    taken from the conda file's folder)."""
-    names = [c.strip() for c in override.split(",") if c.strip()] if override else []
-    names = names or list(conda.channels) or list(DEFAULT_CHANNELS)
-    return tuple(_channel_url(name, conda.path.parent) for name in names)
-
-
-def _channel_url(name: str, base: Path) -> str:
-    if "://" in name:
-        return name
-    if name.startswith((".", "/", "~")):
-        return (base / Path(name).expanduser()).resolve().as_uri()
-    return name  # a channel name, e.g. conda-forge
-
-
-def channel_state(channels: Sequence[str]) -> dict[str, str]:
-    """For local channels: a digest of their repodata, so a new package there changes the
-    key (remote channels are taken as named, like an unpinned package index)."""
-    state: dict[str, str] = {}
-    for channel in channels:
-        if not channel.startswith("file://"):
-            continue
-        digest = hashlib.sha256()
-        for repodata in sorted(Path(channel[len("file://"):]).glob("*/repodata.json")):
-            digest.update(repodata.parent.name.encode())
-            digest.update(repodata.read_bytes())
-        state[channel] = digest.hexdigest()[:16]
-    return state
-
-
-def local_native_names(channels: Sequence[str]) -> frozenset[str]:
-    """Packages of local channels that do not depend on python: native ones, which only a
-    prefix can provide (read straight from repodata.json; remote channels are not asked)."""
-    import json
-
-    python_packages: set[str] = set()
-    names: set[str] = set()
-    for channel in channels:
-        if not channel.startswith("file://"):
-            continue
-        for repodata in Path(channel[len("file://"):]).glob("*/repodata.json"):
-            document = json.loads(repodata.read_text(encoding="utf-8"))
-            for group in ("packages", "packages.conda"):
-                for record in (document.get(group) or {}).values():
-                    names.add(record["name"])
-                    if any(d.split()[0] == "python" for d in record.get("depends", ())):
-                        python_packages.add(record["name"])
-    return frozenset(names - python_packages)
 
 
 def build_prefix(prefix: Path, specs: Sequence[str], channels: Sequence[str], cache_dir: Path,

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extensibility.errors import UsageError
-from extensibility.installers._subprocess import check, run_streaming
 from extensibility.installers.options import pip_flags
 from extensibility.log import Log
+from extensibility.process import check, run_streaming
 from extensibility.requirements import RequirementsSpec, parse_requirements
 from extensibility.settings import Settings
 
@@ -57,12 +57,12 @@ def read_request(path: Path, env: Mapping[str, str], target: Target, settings: S
     `pip:` section, as the overlay would install them for `target`'s Python."""
     if path.suffix.lower() not in (".yml", ".yaml"):
         return parse_requirements(path, env)
-    from extensibility.conda_request import plan_conda
+    from extensibility.conda.request import read_conda_request
 
     version = target.python_version
     if version and "." not in version:  # pip's "311" form
         version = f"{version[0]}.{version[1:]}"
-    conda, spec = plan_conda(settings, path, env, version)
+    conda, spec = read_conda_request(settings, path, path.read_bytes(), env, version)
     for line in conda.describe():
         log.phase("conda", line)
     if conda.layout is not None:

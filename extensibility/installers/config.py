@@ -1,14 +1,30 @@
-"""The user's installer configuration that can change what gets installed (part of the key)."""
+"""What the installers are told besides the request, all in one place: the user's PIP_*/UV_*
+variables and config files (part of the key), the variables that name package sources (the
+policy and offline mode look at these), the environment an installer runs with, and the
+names of the request files written for it.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from extensibility.fingerprint import sha256_file
 from extensibility.redact import redact_url
+
+# The request files an installer reads, written into the environment's metadata folder
+# (the cache keeps them, redacted, to show what was installed).
+REQUIREMENTS_FILE = "requirements.txt"
+CONSTRAINTS_FILE = "constraints.txt"
+DELTA_FILE = "install.txt"  # uv's second step: exactly what its dry run would add
+REQUEST_FILES = (REQUIREMENTS_FILE, CONSTRAINTS_FILE, DELTA_FILE)
+
+# Variables that name where packages come from, by role.
+INDEX_VARIABLES = ("PIP_INDEX_URL", "UV_INDEX_URL", "UV_DEFAULT_INDEX")
+EXTRA_INDEX_VARIABLES = ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX")
+LINK_VARIABLES = ("PIP_FIND_LINKS", "UV_FIND_LINKS")
+SOURCE_VARIABLES = (*INDEX_VARIABLES, *EXTRA_INDEX_VARIABLES, *LINK_VARIABLES)
 
 # Installer variables that change how it talks or prints, not what it installs.
 _PRESENTATION_VARIABLES = {
@@ -19,7 +35,6 @@ _PRESENTATION_VARIABLES = {
     "UV_CONCURRENT_BUILDS", "UV_CONCURRENT_INSTALLS", "UV_HTTP_TIMEOUT", "UV_LINK_MODE",
     "UV_NATIVE_TLS", "UV_COLOR", "UV_NO_WRAP",
 }
-
 
 # The standard pip variables a user sets for a private index, and uv's names for them: with
 # uv as the installer they are passed on under uv's name unless the uv one is set too.
@@ -40,7 +55,12 @@ def translated_variables(installer: str, env: Mapping[str, str]) -> dict[str, st
     return {uv: env[pip] for pip, uv in PIP_TO_UV.items() if env.get(pip) and not env.get(uv)}
 
 
-def installer_settings(installer: str, env: Mapping[str, str]) -> dict[str, Any]:
+def without_sources(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment with no variable naming a package source (offline mode)."""
+    return {k: v for k, v in env.items() if k not in SOURCE_VARIABLES}
+
+
+def installer_settings(installer: str, env: Mapping[str, str]) -> dict[str, object]:
     """The user's installer configuration that can change the result: PIP_*/UV_* variables
     (URLs redacted) and the contents of the config files the installer would read."""
     prefix = "UV_" if installer == "uv" else "PIP_"
@@ -54,6 +74,23 @@ def installer_settings(installer: str, env: Mapping[str, str]) -> dict[str, Any]
             if path.is_file():
                 files[str(path)] = sha256_file(path)
     return {"variables": variables, "config_files": files}
+
+
+def installer_environment(env: Mapping[str, str], installer: str, cache_dir: Path,
+                          retries: int, *, offline: bool) -> dict[str, str]:
+    """The user's environment, plus what the user did not choose: a download cache beside
+    our environments (HOME may be missing or read-only for a container's user, and a cache on
+    the same volume lets uv link files instead of copying them), our retry count, and for uv
+    the user's PIP_* index settings under uv's names."""
+    result = without_sources(env) if offline else dict(env)
+    result.update(translated_variables(installer, result))
+    result.setdefault("PIP_RETRIES", str(retries))
+    result.setdefault("UV_HTTP_RETRIES", str(retries))
+    if not (env.get("UV_CACHE_DIR") or env.get("UV_NO_CACHE")):
+        result["UV_CACHE_DIR"] = str(cache_dir / "downloads" / "uv")
+    if not (env.get("PIP_CACHE_DIR") or env.get("PIP_NO_CACHE_DIR")):
+        result["PIP_CACHE_DIR"] = str(cache_dir / "downloads" / "pip")
+    return result
 
 
 def _config_files(installer: str, env: Mapping[str, str]) -> list[Path]:

@@ -1,0 +1,243 @@
+"""The cold path's second half: make the environment for a resolved request, once.
+
+`ensure_environment`: in-use lock, lookup, build lock, lookup again, build, marker.
+`_build` is one sequence: layout -> install -> change lines -> check -> activation ->
+publish (the marker last). Nothing half-built survives: a failure or SIGTERM removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import re
+import signal
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from extensibility.errors import BuildInterrupted, CheckFailed, InstallFailed
+from extensibility.faults import pause
+from extensibility.installers.config import REQUEST_FILES, installer_environment
+from extensibility.key import canonical_json
+from extensibility.layouts import Site, layout_for
+from extensibility.log import Log
+from extensibility.offline import explain_missing, wheelhouse_folder
+from extensibility.protection import conflict
+from extensibility.resolve import Resolved, miss_reason
+from extensibility.start import Start
+
+
+def ensure_environment(start: Start, resolved: Resolved, log: Log) -> Path:
+    """The environment for `resolved`: the cached one, or a new one built here.
+
+    Holds the environment's in-use lock from here through `exec` (see Store.hold)."""
+    store, key, settings = start.store, resolved.key, start.settings
+    try:
+        store.hold(key)
+    except OSError as exc:
+        raise _os_failure(exc, settings.cache_dir) from exc
+    found = store.lookup(key)  # again, under the in-use lock: a clean-up may have run
+    if found is not None:
+        store.touch(key)
+        return found
+    log.phase("cache", f"building {key}: {miss_reason(start, resolved)}")
+    try:
+        with store.lock(key, settings.lock_timeout, log):
+            done = store.lookup(key)  # another start may have built it while we waited
+            if done is not None:
+                log.phase("cache", f"{key} was built by another start meanwhile")
+                store.touch(key)
+                return done
+            if store.begin(key):
+                log.phase("cache", f"removed the leftover of an interrupted or damaged build "
+                          f"of {key}")
+            store.journal(event="build-started", key=key)
+            try:
+                with _terminate_raises(key):
+                    _build(start, resolved, log)
+            except BaseException as exc:
+                store.discard(key)  # nothing half-built stays under the key
+                store.journal(event="build-failed", key=key, error=type(exc).__name__)
+                raise
+            store.journal(event="build-complete", key=key)
+    except OSError as exc:
+        raise _os_failure(exc, settings.cache_dir) from exc
+    _clean_up(start, log)
+    return store.env_dir(key)
+
+
+def _build(start: Start, resolved: Resolved, log: Log) -> None:
+    started = time.monotonic()
+    store, settings = start.store, start.settings
+    root, work_dir = store.env_dir(resolved.key), store.meta_dir(resolved.key)
+    layout = layout_for(start, resolved)
+    site = layout.create(root, log)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    pause(start.env, "overlay", log)
+    installed = _install(start, site, work_dir, log)
+    log.phase("install", f"{len(installed)} packages in {time.monotonic() - started:.1f} s")
+    changes = _changes(site.baseline, site.site_packages)
+    for line in changes:
+        if site.protection.mode == "off" and " -> " in line:
+            log.warning("change", line)
+        else:
+            log.phase("change", line)
+    _check(settings.install_timeout, site, log)
+    from extensibility.activation import write_activation
+
+    write_activation(work_dir, layout.activation(root))
+    pause(start.env, "publish", log)
+    conda = resolved.conda
+    store.publish(resolved.key, canonical_json(resolved.document), {
+        "request_file": str(start.request_path),
+        "variable": start.request.variable,
+        "installer": start.installer,
+        "image_python": start.image.python,
+        "installed": list(installed),
+        "changes": changes,
+        "protection": site.protection.describe(),
+        "conda": conda.describe() if conda else None,
+        "build_seconds": round(time.monotonic() - started, 3),
+        "created": time.time(),
+    })
+    log.phase("cache", f"{resolved.key} complete")
+
+
+def _install(start: Start, site: Site, work_dir: Path, log: Log) -> tuple[str, ...]:
+    """Run the installer for the site's request; returns what went in."""
+    if not site.spec.requirements:
+        return ()
+    from extensibility.installers.base import InstallJob, make_installer
+
+    settings = start.settings
+    job = InstallJob(python=site.python, image_python=site.resolve_python, spec=site.spec,
+                     work_dir=work_dir, timeout=settings.install_timeout,
+                     env=installer_environment(start.env, start.installer, settings.cache_dir,
+                                               settings.retries,
+                                               offline=settings.wheelhouse is not None),
+                     held=tuple(site.protection.constraint_lines()), isolated=site.isolated)
+    try:
+        result = make_installer(start.installer, start.uv_binary).install(job, log)
+    except InstallFailed as failure:
+        _blame_held(site, start.request_path, failure)
+        wheels = wheelhouse_folder(settings)
+        if wheels is not None:
+            raise explain_missing(failure, wheels) from failure
+        raise
+    finally:
+        _redact_request_files(work_dir)
+    return result.installed
+
+
+def _redact_request_files(work_dir: Path) -> None:
+    """The installer needed the request with its credentials; the cache keeps it without."""
+    from extensibility.redact import redact_url
+
+    for name in REQUEST_FILES:
+        path = work_dir / name
+        if path.exists():
+            path.write_text(redact_url(path.read_text(encoding="utf-8")), encoding="utf-8")
+
+
+def _changes(baseline: Mapping[str, str], site_packages: Path) -> list[str]:
+    """One line per package the environment adds or overrides (`baseline`: what it saw)."""
+    from extensibility.image import scan_distributions
+
+    lines = []
+    for name, version in sorted(scan_distributions(str(site_packages))):
+        before = baseline.get(name)
+        if before is None:
+            lines.append(f"+ {name} {version}")
+        elif before != version:
+            lines.append(f"{name} {before} -> {version} (overrides the image)")
+    return lines
+
+
+def _blame_held(site: Site, request_file: Path, failure: InstallFailed) -> None:
+    """An installer failure that names held packages is a conflict with the server; the
+    user's lines the installer names are cited (file and line)."""
+    protection = site.protection
+    named = [h for n, h in protection.held.items() if _mentions(failure.message, n)]
+    if not named:
+        return
+    culprits = [r for r in site.spec.requirements
+                if r.name and r.name not in protection.held and _mentions(failure.message, r.name)]
+    where = ", ".join(str(r.origin) for r in culprits) or str(request_file)
+    text = "; ".join(r.origin.text for r in culprits) or "the request"
+    raise conflict(protection, where, text, named,
+                   detail=f"the installer said:\n{failure.message}") from failure
+
+
+def _mentions(text: str, name: str) -> bool:
+    return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text, re.IGNORECASE) is not None
+
+
+def _check(timeout: float, site: Site, log: Log) -> None:
+    """Before the marker: environment + image consistent, and the server still imports."""
+    from extensibility.consistency import new_problems, smoke_import_error, start_smoke_import
+
+    protection = site.protection
+    smoke = start_smoke_import(site.python, protection.module) if protection.module else None
+    try:
+        problems = new_problems([str(site.site_packages), *site.base_dirs], list(site.base_dirs))
+        if problems and protection.mode != "off":
+            raise CheckFailed("the environment is inconsistent:\n  " + "\n  ".join(problems),
+                              fix="pin versions that satisfy these requirements, or set "
+                              "EXTENSIBILITY_PROTECT=off to accept them (at your own risk)")
+        for problem in problems:
+            log.warning("check", problem)
+        error = smoke_import_error(smoke, timeout) if smoke else None
+    finally:
+        if smoke is not None and smoke.poll() is None:  # not needed after a failure
+            smoke.kill()
+            smoke.wait()
+    if error is not None:
+        raise CheckFailed(f"the scoring server no longer imports in this environment "
+                          f"(import {protection.module}):\n{error}",
+                          fix="a package of the request shadows or breaks a module the "
+                          "server needs; remove or change it")
+    log.phase("check", f"consistent; import {protection.module} works" if smoke
+              else "consistent")
+
+
+@contextlib.contextmanager
+def _terminate_raises(key: str) -> Iterator[None]:
+    """SIGTERM during a build (a pod being stopped) unwinds like an error: the installer is
+    killed, the partial environment removed, and the start exits 143."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise BuildInterrupted(f"stopped by signal {signum} while building {key}; the partial "
+                               "environment was removed")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _clean_up(start: Start, log: Log) -> None:
+    """Automatic clean-up after a build, when a budget is set (never on the warm path)."""
+    settings = start.settings
+    if settings.gc_max_age is None and settings.gc_max_size is None:
+        return
+    from extensibility.cleanup import collect
+
+    removed, _ = collect(start.store, max_age=settings.gc_max_age,
+                         max_size=settings.gc_max_size, min_idle=settings.gc_min_idle)
+    for removal in removed:
+        log.phase("cleanup", f"removed {removal.key} ({removal.size >> 20} MiB): "
+                  f"{removal.reason}")
+
+
+def _os_failure(exc: OSError, cache_dir: Path) -> InstallFailed:
+    if exc.errno == errno.ENOSPC:
+        return InstallFailed(f"no space left in {cache_dir} while building the environment",
+                             fix="free space on that volume, or point EXTENSIBILITY_CACHE_DIR "
+                             "at a larger one")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return InstallFailed(f"cannot write the environment: {exc}",
+                             fix="make EXTENSIBILITY_CACHE_DIR writable by this user, or point "
+                             "it at a writable folder")
+    return InstallFailed(f"building the environment failed: {exc}")
+

@@ -1,0 +1,34 @@
+"""The CLI's commands: one module each, dispatched from `COMMANDS` (as pipx does).
+
+Each module has `add_arguments(parser)` and `main(args, context) -> int`. `run` has a fast
+path in cli.py that needs neither argparse nor this table (the container's every start).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from extensibility.log import Log
+from extensibility.settings import Settings
+
+# command -> (module under extensibility.commands, one-line help), in `--help` order
+COMMANDS: Mapping[str, tuple[str, str]] = {
+    "run": ("run", "prepare the environment and exec the server (the container entrypoint)"),
+    "plan": ("plan", "show what a start would do, without installing"),
+    "prepare": ("prepare", "build the environment and exit (image build time, init containers)"),
+    "wheelhouse": ("wheelhouse", "download every wheel a request needs into a folder, with a "
+                   "manifest, for EXTENSIBILITY_WHEELHOUSE (offline deployments)"),
+    "doctor": ("doctor", "check the interpreter, installers, cache folder, server command and "
+               "request; print a fix for each problem (exit 1 if any)"),
+    "ls": ("ls", "list the cached environments"),
+    "gc": ("gc", "remove unused environments (least recently used first)"),
+}
+
+
+class Context:
+    """What every command gets: the settings (read once), the environment and the log."""
+
+    def __init__(self, settings: Settings, env: Mapping[str, str], log: Log) -> None:
+        self.settings = settings
+        self.env = env
+        self.log = log

@@ -1,0 +1,35 @@
+"""`extensibility ls [--json]`: the cached environments, their size, last use and status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from extensibility.cleanup import status
+from extensibility.commands import Context
+from extensibility.store import Store
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the list as JSON")
+
+
+def main(args: argparse.Namespace, context: Context) -> int:
+    store = Store(context.settings.cache_dir)
+    rows: list[dict[str, Any]] = [
+        {"key": e.key, "size": e.size(), "last_use": e.last_access, "status": status(store, e),
+         "origin": (e.origin or {}).get("request_file"),
+         "installer": (e.origin or {}).get("installer"), "path": str(e.path)}
+        for e in store.entries()]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'KEY':16}  {'SIZE':>9}  {'LAST USE':19}  {'STATUS':10}  ORIGIN")
+    for row in rows:
+        used = (time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["last_use"]))
+                if row["last_use"] else "-")
+        print(f"{row['key']:16}  {row['size'] / 2**20:7.1f}Mi  {used:19}  {row['status']:10}  "
+              f"{row['origin'] or '-'}")
+    return 0

@@ -1,0 +1,102 @@
+"""`extensibility plan [--json] [-- COMMAND]`: what a start would do, without installing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from extensibility.commands import Context
+from extensibility.commands.parser import command_argument
+from extensibility.commands.run import open_start, server_command
+from extensibility.start import Start
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from extensibility.resolve import Resolved
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    command_argument(parser)
+
+
+def main(args: argparse.Namespace, context: Context) -> int:
+    command = server_command(args.command, context.settings)
+    start = open_start(context, command)
+    resolved = None
+    if start.request.installs:
+        from extensibility.resolve import resolve
+
+        resolved = resolve(start, context.log)
+    summary = _summary(start, resolved)
+    if args.json:
+        print(json.dumps(summary, indent=1, sort_keys=True))
+    else:
+        _print(start, resolved, summary)
+    return 0
+
+
+def _summary(start: Start, resolved: Resolved | None) -> dict[str, Any]:
+    settings, request = start.settings, start.request
+    hit = start.store.lookup(resolved.key) if resolved else None
+    protection = start.protection if resolved else None
+    return {
+        "request": {"kind": request.kind, "path": str(request.path or ""),
+                    "variable": request.variable, "ignored": list(request.ignored)},
+        "installer": start.installer if resolved else None,
+        "key": resolved.key if resolved else None,
+        "cache": _cache_state(start, resolved),
+        "environment": str(hit) if hit else None,
+        "command": start.command,
+        "protection": protection.describe() if protection else None,
+        "held": protection.constraint_lines() if protection else [],
+        "changes": _recorded_changes(start, resolved) if hit else None,
+        "cwd": str(settings.app_root),
+        "settings": dict(sorted(settings.sources.items())),
+        "conda": resolved.conda.describe() if resolved and resolved.conda else None,
+        "key_document": resolved.document if resolved else None,
+    }
+
+
+def _print(start: Start, resolved: Resolved | None, summary: dict[str, Any]) -> None:
+    print(f"request:   {start.request.describe()}")
+    for variable in start.request.ignored:
+        print(f"ignored:   {variable} (lower precedence)")
+    for line in summary["conda"] or ():
+        print(f"conda:     {line}")
+    if resolved is not None:
+        print(f"installer: {start.installer}")
+        print(f"key:       {resolved.key}")
+        print(f"cache:     {summary['cache']}")
+        print(f"protect:   {summary['protection']}")
+        if summary["held"]:
+            print(f"held:      {', '.join(summary['held'])}")
+        for change in summary["changes"] or ():
+            print(f"change:    {change}")
+    print(f"command:   {' '.join(start.command)}  (cwd {start.settings.app_root})")
+    if resolved is not None:
+        from extensibility.key import canonical_json
+
+        print("key document:")
+        print(canonical_json(resolved.document))
+
+
+def _recorded_changes(start: Start, resolved: Resolved | None) -> list[str] | None:
+    """What the existing environment adds or overrides (known once it is built)."""
+    for entry in start.store.entries():
+        if resolved and entry.key == resolved.key and entry.origin:
+            return list(entry.origin.get("changes", []))
+    return None
+
+
+def _cache_state(start: Start, resolved: Resolved | None) -> str | None:
+    if resolved is None:
+        return None
+    hit = start.store.lookup(resolved.key)
+    if hit:
+        return f"hit {hit}"
+    from extensibility.resolve import miss_reason
+
+    return (f"miss, would build in {start.settings.cache_dir}: "
+            f"{miss_reason(start, resolved)}")

@@ -1,0 +1,53 @@
+"""`extensibility prepare`: build the environment now and exit (image build, init container);
+with `--target DIR`, install the request into a folder for AZUREML_EXTRA_PYTHON_LIB_PATH."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from extensibility.commands import Context
+from extensibility.commands.parser import command_argument, target_arguments
+from extensibility.commands.run import open_start, server_command
+from extensibility.errors import UsageError
+from extensibility.pipeline import environment_for
+from extensibility.request import resolve_request
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Build the environment for the server COMMAND (default: azmlinfsrv),"
+                          " without starting it. The command matters: its package is what is "
+                          "protected.")
+    parser.add_argument("--target", type=Path, metavar="DIR",
+                        help="instead: install the request into DIR, for "
+                        "AZUREML_EXTRA_PYTHON_LIB_PATH (see the target options)")
+    parser.add_argument("-r", "--requirement", type=Path, metavar="FILE",
+                        help="with --target: this file instead of the deployment's request")
+    target_arguments(parser)
+    command_argument(parser)
+
+
+def main(args: argparse.Namespace, context: Context) -> int:
+    if args.target is not None:
+        return _into_folder(args, context)
+    start = open_start(context, server_command(args.command, context.settings))
+    environment = environment_for(start, context.log)
+    context.log.phase("prepare", f"ready: {environment}" if environment else "nothing to prepare")
+    return 0
+
+
+def _into_folder(args: argparse.Namespace, context: Context) -> int:
+    from extensibility.commands.wheelhouse import target_of
+    from extensibility.target import prepare_target, read_request
+
+    requirements = args.requirement or resolve_request(context.settings).path
+    if requirements is None:
+        raise UsageError("nothing to install: give -r FILE or set "
+                         "AZUREML_EXTRA_REQUIREMENTS_TXT or a conda file variable")
+    source = Path(requirements).absolute()
+    target = target_of(args)
+    spec = read_request(source, context.env, target, context.settings, context.log)
+    prepare_target(source, spec, args.target.absolute(), target, context.env, context.log,
+                   context.settings.install_timeout)
+    context.log.phase("prepare", f"ready: {args.target} (for AZUREML_EXTRA_PYTHON_LIB_PATH)")
+    return 0

@@ -1,0 +1,56 @@
+"""`extensibility run [-- COMMAND]`: the container's entrypoint.
+
+settings -> request -> Start -> environment (pipeline.py) -> hand-off (exec). cli.py calls
+`serve` directly for a plain `run`, without argparse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from extensibility.commands import Context
+from extensibility.handoff import default_command, execute, prepare_handoff
+from extensibility.pipeline import environment_for
+from extensibility.request import LIB_PATH, log_request, resolve_request
+from extensibility.settings import Settings
+from extensibility.start import Start
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from extensibility.commands.parser import command_argument
+
+    parser.description = ("Prepare the environment, then exec COMMAND in it (default: "
+                          "azmlinfsrv --entry_script $AZUREML_ENTRY_SCRIPT, from the app root).")
+    command_argument(parser)
+
+
+def main(args: argparse.Namespace, context: Context) -> int:
+    return serve(context, server_command(args.command, context.settings))
+
+
+def server_command(given: Sequence[str] | None, settings: Settings) -> list[str]:
+    """The command after `--`, or the prebuilt images' default server command."""
+    command = list(given or [])
+    if command[:1] == ["--"]:
+        command = command[1:]
+    return command or default_command(settings)
+
+
+def open_start(context: Context, command: Sequence[str]) -> Start:
+    """Which request, logged; then the start's inputs, read once."""
+    request = resolve_request(context.settings)
+    log_request(request, context.log)
+    return Start(context.settings, context.env, command, request)
+
+
+def serve(context: Context, command: Sequence[str]) -> int:
+    start = open_start(context, command)
+    environment = environment_for(start, context.log)
+    lib_path = start.request.path if start.request.kind == LIB_PATH else None
+    handoff = prepare_handoff(context.settings, command, context.env, environment, lib_path)
+    context.log.phase("exec", f"{handoff.describe()} (cwd {handoff.cwd})")
+    execute(handoff)

@@ -1,0 +1,1 @@
+"""Conda environment files: reading, translating to the overlay, building prefixes."""

@@ -1,0 +1,33 @@
+"""The start's data path, in order: warm note -> full key -> store (hit? done) -> build.
+
+    Start (inputs read once)
+      -> warm.find            a note for these exact inputs: the environment, no parsing
+      -> resolve.resolve      parse, policy, offline, key document, key
+      -> build.ensure_environment   lookup under locks; on a miss, layout/install/check/publish
+      -> warm.remember        the note, from what was read before the build
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from extensibility import warm
+from extensibility.log import Log
+from extensibility.start import Start
+
+
+def environment_for(start: Start, log: Log) -> Path | None:
+    """The environment to run in (None: the image's Python as it is)."""
+    if not start.request.installs:
+        return None
+    found = warm.find(start, log)
+    if found is not None:
+        return found
+    # imported here: a warm start never pays for parsing, hashing or building
+    from extensibility.build import ensure_environment
+    from extensibility.resolve import resolve
+
+    resolved = resolve(start, log)
+    environment = ensure_environment(start, resolved, log)
+    warm.remember(start, resolved)
+    return environment

@@ -1,0 +1,74 @@
+"""The cold path's first half: read the request in full and compute its key.
+
+request file -> spec (requirements parser, or a conda file's decision and its PyPI part)
+-> policy -> offline wheelhouse -> key document -> key. Never installs; `plan` stops here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from extensibility.key import differences, key_document, key_of
+from extensibility.log import Log
+from extensibility.offline import offline, wheelhouse_folder
+from extensibility.policy import apply_policy
+from extensibility.request import CONDA
+from extensibility.requirements import RequirementsSpec, parse_requirements
+from extensibility.start import Start
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from extensibility.conda.request import CondaRequest
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The request read in full: what gets installed and the key it is cached under."""
+
+    spec: RequirementsSpec
+    conda: CondaRequest | None  # for a conda file: how it is met
+    document: dict[str, Any]
+    key: str
+
+
+def resolve(start: Start, log: Log) -> Resolved:
+    """Parse the bytes `start` read, apply the policy and offline mode, compute the key."""
+    settings, path = start.settings, start.request_path
+    assert start.request_data is not None
+    conda = None
+    if start.request.kind == CONDA:
+        from extensibility.conda.request import read_conda_request
+
+        conda, spec = read_conda_request(settings, path, start.request_data, start.env)
+        for line in conda.describe():
+            log.phase("conda", line)
+    else:
+        spec = parse_requirements(path, start.env, start.request_data)
+    spec = apply_policy(settings, spec, start.env)
+    wheels = wheelhouse_folder(settings)
+    if wheels is not None:
+        spec = offline(spec, wheels)
+    document = key_document(start, spec, conda.key_part() if conda else None)
+    key = key_of(document)
+    hit = start.store.lookup(key) is not None
+    log.phase("key", f"{key} ({len(spec.requirements)} requirements, "
+              f"{len(spec.constraints)} constraints, installer {start.installer}): "
+              f"{'hit' if hit else 'miss'}")
+    return Resolved(spec, conda, document, key)
+
+
+def miss_reason(start: Start, resolved: Resolved) -> str:
+    """Why there is no environment: compares with the last one built for the same file."""
+    store = start.store
+    if store.damaged(resolved.key):
+        return f"environment {resolved.key} is damaged (its interpreter is missing): rebuilding"
+    previous = [e for e in store.entries()
+                if e.complete and e.document and e.origin
+                and e.origin.get("request_file") == str(start.request_path)]
+    if not previous:
+        return "no environment was built for this request before"
+    latest = max(previous, key=lambda e: e.last_access or 0.0)
+    assert latest.document is not None
+    changed = differences(latest.document, resolved.document)
+    return f"changed since environment {latest.key}: {'; '.join(changed)}"

@@ -1,0 +1,118 @@
+"""The CLI in-process through `main(argv, environ)`, where no subprocess is needed; the warm
+path's imports in a child (a fresh interpreter is the only honest way to count them)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from extensibility.cli import main, plain_run
+from extensibility.commands.doctor import diagnose
+from extensibility.settings import Settings
+from tests.support import REPO
+from tests.test_warm import Setup, cold_start
+
+
+def contract(tmp_path: Path, **extra: str) -> dict[str, str]:
+    app = tmp_path / "app"
+    app.mkdir(exist_ok=True)
+    return {"AML_APP_ROOT": str(app), "AZUREML_ENTRY_SCRIPT": "score.py",
+            "EXTENSIBILITY_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin",
+            "PIP_CONFIG_FILE": "/dev/null", **extra}
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["run"], []), (["run", "--", "gunicorn", "-w", "2"], ["gunicorn", "-w", "2"]),
+    (["run", "true", "--flag"], ["true", "--flag"]), (["run", "--help"], None),
+    (["plan"], None), ([], None),
+])
+def test_a_plain_run_needs_no_argument_parser(argv: list[str], command: list[str] | None) -> None:
+    assert plain_run(argv) == command
+
+
+def test_plan_json_without_a_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--json", "--", "true"], contract(tmp_path)) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["request"]["kind"] == "none" and plan["key"] is None
+    assert plan["command"] == ["true"]
+
+
+def test_plan_of_a_requirements_file_says_miss_then_hit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    setup = Setup(tmp_path)
+    assert main(["plan", "--json", "--", "true"], setup.env) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["cache"].startswith("miss, would build in") and plan["environment"] is None
+    assert plan["key_document"]["request"]["requirements"] == ["tinydep", "greeting==1.0"]
+    resolved = cold_start(setup, real=True)  # stands in for a build of this request
+    capsys.readouterr()
+    assert main(["plan", "--json", "--", "true"], setup.env) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["key"] == resolved.key and plan["cache"].startswith("hit ")
+
+
+def test_ls_and_gc_on_an_empty_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env = contract(tmp_path)
+    assert main(["ls", "--json"], env) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["gc", "--dry-run", "--max-age", "1d"], env) == 0
+    assert "would remove 0 environments" in capsys.readouterr().err
+
+
+def test_usage_errors_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(["no-such-command"], contract(tmp_path))
+    assert usage.value.code == 2
+    missing = contract(tmp_path, AZUREML_EXTRA_REQUIREMENTS_TXT="absent.txt")
+    assert main(["run", "--", "true"], missing) == 99
+    assert "absent.txt" in capsys.readouterr().err
+    assert main(["run"], contract(tmp_path, EXTENSIBILITY_SERVER_PORT="x")) == 93
+
+
+def test_doctor_and_a_start_apply_the_same_cache_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """envs/ writable by others: doctor reports it, and a start refuses it (92)."""
+    setup = Setup(tmp_path)
+    cold_start(setup)
+    envs = tmp_path / "cache" / "envs"
+    envs.chmod(0o777)
+    settings = Settings.from_environ(setup.env)
+    [cache] = [f for f in diagnose(settings, setup.env, ["true"]) if f.item == "cache"]
+    assert not cache.ok and str(envs) in cache.detail and "chmod go-w" in (cache.fix or "")
+    assert main(["run", "--", "true"], setup.env) == 92
+    assert "can be written by other users" in capsys.readouterr().err
+    envs.chmod(0o755)
+    [cache] = [f for f in diagnose(settings, setup.env, ["true"]) if f.item == "cache"]
+    assert cache.ok
+
+
+WARM_PROBE = """
+import json, sys
+import extensibility.handoff as handoff
+def report(h):
+    print(json.dumps(sorted(sys.modules)))
+    sys.exit(0)
+handoff.execute = report
+from extensibility.cli import main
+sys.exit(main(["run", "--", "true"], json.loads(sys.argv[1])))
+"""
+NEVER_ON_THE_WARM_PATH = ("packaging", "filelock", "venv", "yaml", "argparse", "dataclasses",
+                          "importlib.metadata", "extensibility.requirements",
+                          "extensibility.resolve", "extensibility.build")
+
+
+def test_the_warm_path_imports_only_what_it_uses(tmp_path: Path) -> None:
+    setup = Setup(tmp_path)
+    cold_start(setup, real=True)
+    child = subprocess.run([sys.executable, "-c", WARM_PROBE, json.dumps(setup.env)],
+                           capture_output=True, text=True, cwd=REPO, check=False)
+    assert child.returncode == 0, child.stderr
+    assert "request unchanged" in child.stderr  # it was the warm path
+    imported = set(json.loads(child.stdout))
+    assert {m for m in NEVER_ON_THE_WARM_PATH if m in imported} == set()
