@@ -45,7 +45,7 @@ from bench.run import (
 from tests.conda_channel import pip_channel, python_channel
 from tests.support import (
     IMAGE_WHEELHOUSE,
-    Image,
+    ImageVenv,
     build_image,
     free_port,
     start_index,
@@ -84,7 +84,7 @@ def timed(command: list[str], env: dict[str, str]) -> float:
 class CondaBench(Bench):
     """Bench's folders and environments, with the conda file as the request."""
 
-    def __init__(self, work: Path, image: Image, channel: Path) -> None:
+    def __init__(self, work: Path, image: ImageVenv, channel: Path) -> None:
         super().__init__(work, image, tiny_wheels=work)  # the scaling series are not run here
         self.channel = channel
 

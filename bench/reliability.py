@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.faultproxy import FaultProxy
-from tests.support import Image, Pause, build_image, hermetic_env, start_index, wait_for
+from tests.support import ImageVenv, Pause, build_image, hermetic_env, start_index, wait_for
 from tests.wheels import build_wheel
 
 PROBE = "import greeting; print(greeting.greet('ok'))"
@@ -43,7 +43,7 @@ def environment(work: Path, cache: Path, url: str, **extra: str) -> dict[str, st
                         EXTENSIBILITY_CACHE_DIR=str(cache), **extra)
 
 
-def concurrent(image: Image, work: Path, url: str, replicas: int) -> tuple[int, float]:
+def concurrent(image: ImageVenv, work: Path, url: str, replicas: int) -> tuple[int, float]:
     cache = work / f"cache-{replicas}"
     env = environment(work, cache, url)
     started = time.perf_counter()
@@ -61,7 +61,7 @@ def concurrent(image: Image, work: Path, url: str, replicas: int) -> tuple[int, 
     return builds(cache), time.perf_counter() - started
 
 
-def crash(image: Image, work: Path, url: str, phase: str, attempt: int) -> bool:
+def crash(image: ImageVenv, work: Path, url: str, phase: str, attempt: int) -> bool:
     cache = work / f"crash-{phase}-{attempt}"
     env = environment(work, cache, url)
     command = [str(image.bin / "extensibility"), "run", "--", "python", "-c", PROBE]

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support import (
     REPO,
-    Image,
+    ImageVenv,
     build_image,
     build_project_wheel,
     free_port,
@@ -91,7 +91,7 @@ def first_score(command: list[str], env: dict[str, str], port: int) -> float:
 
 
 class Bench:
-    def __init__(self, work: Path, image: Image, tiny_wheels: Path) -> None:
+    def __init__(self, work: Path, image: ImageVenv, tiny_wheels: Path) -> None:
         self.work, self.image, self.tiny_wheels = work, image, tiny_wheels
         self.count = 0
 

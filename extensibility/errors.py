@@ -1,6 +1,6 @@
 """One exception hierarchy; each failure kind carries its process exit code.
 
-Codes 95-99 are the prebuilt images' contract (DESIGN.md); codes below 95 are ours.
+Codes 95-99 are the prebuilt images' contract (docs/exit-codes.md); codes below 95 are ours.
 """
 
 from __future__ import annotations

@@ -20,8 +20,6 @@ from extensibility.requirements import RequirementsSpec
 if TYPE_CHECKING:  # importlib.metadata costs milliseconds the warm path does not spend
     from importlib import metadata
 
-MODES = ("server", "image", "off")
-
 
 @dataclass(frozen=True)
 class Held:

@@ -19,7 +19,7 @@ import requests
 
 from tests.support import (
     IMAGE_WHEELHOUSE,
-    Image,
+    ImageVenv,
     Index,
     build_image,
     free_port,
@@ -28,6 +28,15 @@ from tests.support import (
     wait_for,
 )
 from tests.wheels import build_wheel
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the simulated image (and so the image wheels `./dev` downloads)
+    is `slow`, marked here so none is missed: `pytest -m "not slow"` runs on a bare checkout."""
+    for item in items:
+        if "image" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
 
 # --- packages -------------------------------------------------------------------------
 
@@ -76,7 +85,7 @@ def own_index(packages: Path, tmp_path: Path) -> Iterator[Index]:
 # --- the simulated image --------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def image(packages: Path, tmp_path_factory: pytest.TempPathFactory) -> Image:
+def image(packages: Path, tmp_path_factory: pytest.TempPathFactory) -> ImageVenv:
     """A venv standing in for the prebuilt image: this project (with uv), the real scoring
     server and a `framework` package, installed offline."""
     if not any(IMAGE_WHEELHOUSE.glob("azureml_inference_server_http-*.whl")):
@@ -116,7 +125,8 @@ def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
 
 
-def contract_env(tmp: Path, image: Image, app: Path, cache: Path, **extra: str) -> dict[str, str]:
+def contract_env(tmp: Path, image: ImageVenv, app: Path, cache: Path,
+                 **extra: str) -> dict[str, str]:
     """What a container of the image would see: the image's bin on PATH, the contract
     variables, a cache folder of the test's own."""
     env = hermetic_env(tmp, AML_APP_ROOT=str(app), AZUREML_ENTRY_SCRIPT="score.py",
@@ -125,7 +135,7 @@ def contract_env(tmp: Path, image: Image, app: Path, cache: Path, **extra: str) 
     return env
 
 
-def run_entrypoint(image: Image, env: Mapping[str, str], *args: str,
+def run_entrypoint(image: ImageVenv, env: Mapping[str, str], *args: str,
                    timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(image.bin / "extensibility"), *args], env=dict(env),
                           capture_output=True, text=True, timeout=timeout, check=False)
@@ -145,7 +155,7 @@ class Server:
 
 
 class StartServer(Protocol):
-    def __call__(self, image: Image, env: Mapping[str, str],
+    def __call__(self, image: ImageVenv, env: Mapping[str, str],
                  args: Sequence[str] = ("run",)) -> Server: ...
 
 
@@ -154,7 +164,7 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
     """Start the entrypoint with the default server command; wait until GET / is healthy."""
     started: list[Server] = []
 
-    def start(image: Image, env: Mapping[str, str], args: Sequence[str] = ("run",)) -> Server:
+    def start(image: ImageVenv, env: Mapping[str, str], args: Sequence[str] = ("run",)) -> Server:
         port = free_port()
         log = tmp_path / f"server-{len(started)}.log"
         with log.open("w") as out:

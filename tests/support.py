@@ -22,7 +22,8 @@ _LEAKY_PREFIXES = ("PIP_", "UV_", "EXTENSIBILITY_", "AZUREML_", "AML_", "PYTHON"
 
 
 def hermetic_env(tmp: Path, **extra: str) -> dict[str, str]:
-    """This machine's environment without its pip/uv configuration (DESIGN.md hazards)."""
+    """This machine's environment without its pip/uv configuration (a global pip.conf with
+    constraints, PIP_FIND_LINKS and the like would make installs depend on the machine)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(_LEAKY_PREFIXES) and k not in ("VIRTUAL_ENV", "SERVER_PORT")}
     env.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
@@ -55,7 +56,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 @dataclass(frozen=True)
-class Image:
+class ImageVenv:
     root: Path
 
     @property
@@ -82,7 +83,7 @@ def build_project_wheel(project: Path, folder: Path, tmp: Path) -> Path:
 
 
 def build_image(root: Path, tmp: Path, *, extra_find_links: Sequence[Path] = (),
-                extra_packages: Sequence[str] = (), base_python: str | None = None) -> Image:
+                extra_packages: Sequence[str] = (), base_python: str | None = None) -> ImageVenv:
     """A venv standing in for a prebuilt image: this project (with uv) and the real scoring
     server, installed offline from IMAGE_WHEELHOUSE, plus `extra_packages`.
 
@@ -106,7 +107,7 @@ def build_image(root: Path, tmp: Path, *, extra_find_links: Sequence[Path] = (),
                     *(arg for link in links for arg in ("--find-links", str(link))),
                     "azureml-extensibility[server,uv]", *extra_packages],
                    env=env, check=True)
-    return Image(root)
+    return ImageVenv(root)
 
 
 @dataclass

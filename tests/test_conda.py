@@ -10,7 +10,7 @@ import pytest
 
 from tests.conda_channel import native_channel
 from tests.conftest import StartServer, contract_env, run_entrypoint
-from tests.support import IMAGE_WHEELHOUSE, Image, Index, build_image, complete_envs
+from tests.support import IMAGE_WHEELHOUSE, ImageVenv, Index, build_image, complete_envs
 from tests.wheels import build_wheel
 
 pytestmark = pytest.mark.slow
@@ -59,7 +59,7 @@ def renamed(packages: Path) -> Path:
 
 
 def test_mlflow_conda_yaml_is_served_by_the_real_server_and_cached(
-    renamed: Path, image: Image, app: Path, cache: Path, own_index: Index,
+    renamed: Path, image: ImageVenv, app: Path, cache: Path, own_index: Index,
     start_server: StartServer, tmp_path: Path,
 ) -> None:
     (app / "score.py").write_text(SCORE_PY)
@@ -102,7 +102,7 @@ def run(raw_data):
 
 
 def test_renamed_conda_packages_and_an_included_requirements_file(
-    renamed: Path, image: Image, app: Path, cache: Path, own_index: Index,
+    renamed: Path, image: ImageVenv, app: Path, cache: Path, own_index: Index,
     start_server: StartServer, tmp_path: Path,
 ) -> None:
     (app / "score.py").write_text(RENAMED_SCORE_PY)
@@ -146,7 +146,7 @@ dependencies:
     assert "miss" in cache_line and cache_line.endswith(": request"), cache_line
 
 
-def test_missing_conda_file_exits_98(image: Image, app: Path, cache: Path,
+def test_missing_conda_file_exits_98(image: ImageVenv, app: Path, cache: Path,
                                      tmp_path: Path) -> None:
     env = contract_env(tmp_path, image, app, cache, AZUREML_EXTRA_CONDA_YAML="nope.yml")
     done = run_entrypoint(image, env, "run", "--", "true")
@@ -163,7 +163,7 @@ def test_missing_conda_file_exits_98(image: Image, app: Path, cache: Path,
     ("name: empty\n", ":1:", "no dependencies"),
 ])
 def test_malformed_conda_file_fails_before_any_install_citing_the_line(
-    text: str, where: str, reason: str, image: Image, app: Path, cache: Path, tmp_path: Path,
+    text: str, where: str, reason: str, image: ImageVenv, app: Path, cache: Path, tmp_path: Path,
 ) -> None:
     (app / "conda.yaml").write_text(text)
     env = contract_env(tmp_path, image, app, cache, AZUREML_EXTRA_CONDA_YAML="conda.yaml")
@@ -174,7 +174,7 @@ def test_malformed_conda_file_fails_before_any_install_citing_the_line(
 
 
 def test_other_python_without_py_rattler_exits_95_with_two_ways_out(
-    image: Image, app: Path, cache: Path, tmp_path: Path,
+    image: ImageVenv, app: Path, cache: Path, tmp_path: Path,
 ) -> None:
     (app / "conda.yaml").write_text(f"dependencies:\n  - python={OTHER_MINOR}\n  - numpy\n")
     env = contract_env(tmp_path, image, app, cache, AZUREML_EXTRA_CONDA_YAML="conda.yaml")
@@ -217,7 +217,7 @@ def run(raw_data):
 
 
 @pytest.fixture(scope="session")
-def conda_image(packages: Path, tmp_path_factory: pytest.TempPathFactory) -> Image:
+def conda_image(packages: Path, tmp_path_factory: pytest.TempPathFactory) -> ImageVenv:
     """The simulated image with the conda extra (py-rattler) installed."""
     if not any(IMAGE_WHEELHOUSE.glob("py_rattler-*.whl")):
         pytest.fail(f"no py-rattler wheel in {IMAGE_WHEELHOUSE}: run `./dev test`")
@@ -233,7 +233,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_native_package_gets_a_conda_prefix_used_by_the_scored_code(
-    conda_image: Image, channel: Path, app: Path, cache: Path, own_index: Index,
+    conda_image: ImageVenv, channel: Path, app: Path, cache: Path, own_index: Index,
     start_server: StartServer, tmp_path: Path,
 ) -> None:
     (app / "score.py").write_text(NATIVE_SCORE_PY)
@@ -268,7 +268,7 @@ dependencies:
 
 
 def test_offline_channel_mirror_and_an_unsatisfiable_spec(
-    conda_image: Image, channel: Path, app: Path, cache: Path, tmp_path: Path,
+    conda_image: ImageVenv, channel: Path, app: Path, cache: Path, tmp_path: Path,
 ) -> None:
     (app / "conda.yaml").write_text("channels: [conda-forge]\n"
                                     "dependencies:\n  - hello-native>=1.1\n")
@@ -315,7 +315,7 @@ def python_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_prefix_with_its_own_python_runs_the_real_server_offline(
-    conda_image: Image, python_channel: Path, packages: Path, app: Path, cache: Path,
+    conda_image: ImageVenv, python_channel: Path, packages: Path, app: Path, cache: Path,
     start_server: StartServer, tmp_path: Path,
 ) -> None:
     # everything offline: the channel is a folder, wheels come from a mounted wheelhouse
@@ -354,7 +354,7 @@ dependencies:
 
 
 def test_wheelhouse_of_a_conda_file_then_an_offline_start(
-    image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     (app / "conda.yaml").write_text(f"""\
 dependencies:
@@ -385,7 +385,7 @@ dependencies:
      "conda channel 'conda-forge' is refused by EXTENSIBILITY_ALLOWED_INDEX_HOSTS"),
 ])
 def test_offline_and_policy_rules_cover_conda_channels(
-    variables: dict[str, str], message: str, conda_image: Image, app: Path, cache: Path,
+    variables: dict[str, str], message: str, conda_image: ImageVenv, app: Path, cache: Path,
     tmp_path: Path,
 ) -> None:
     (app / "conda.yaml").write_text("channels: [conda-forge]\ndependencies:\n  - ffmpeg\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartServer, contract_env, run_entrypoint
-from tests.support import REPO, Image, Index, Pause, complete_envs
+from tests.support import REPO, ImageVenv, Index, Pause, complete_envs
 
 pytestmark = pytest.mark.slow
 INSTALLERS = ["uv", "pip"]
@@ -24,7 +24,7 @@ def overlay_dists(cache: Path) -> list[str]:
 
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_cold_start_serves_the_extra_package_and_restart_is_a_cache_hit(
-    installer: str, image: Image, app: Path, cache: Path, own_index: Index,
+    installer: str, image: ImageVenv, app: Path, cache: Path, own_index: Index,
     start_server: StartServer, tmp_path: Path,
 ) -> None:
     (app / "requirements.txt").write_text(f"--index-url {own_index.url}\ngreeting==1.0\n")
@@ -54,7 +54,7 @@ def test_cold_start_serves_the_extra_package_and_restart_is_a_cache_hit(
 
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_image_packages_are_used_not_copied(
-    installer: str, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     # The index offers framework 2.0, but the image's 1.0 satisfies `framework>=1.0`.
     (app / "requirements.txt").write_text(f"--index-url {index.url}\nneeds-framework\n")
@@ -70,7 +70,7 @@ def test_image_packages_are_used_not_copied(
 
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_a_user_pin_overrides_the_image_without_touching_it(
-    installer: str, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     (app / "requirements.txt").write_text(f"--index-url {index.url}\nframework==2.0\n")
     env = contract_env(tmp_path, image, app, cache, EXTENSIBILITY_INSTALLER=installer,
@@ -85,7 +85,7 @@ def test_a_user_pin_overrides_the_image_without_touching_it(
 
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_offline_wheelhouse_console_script_and_bytecode(
-    installer: str, image: Image, app: Path, cache: Path, packages: Path, tmp_path: Path,
+    installer: str, image: ImageVenv, app: Path, cache: Path, packages: Path, tmp_path: Path,
 ) -> None:
     shutil.copytree(packages, app / "wheels")
     (app / "requirements.txt").write_text("--no-index\n--find-links ./wheels\nhello-cli\n")
@@ -99,7 +99,7 @@ def test_offline_wheelhouse_console_script_and_bytecode(
 
 
 def test_exec_keeps_the_pid_and_the_working_directory(
-    image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     (app / "requirements.txt").write_text(f"--index-url {index.url}\ntinydep\n")
     env = contract_env(tmp_path, image, app, cache,
@@ -116,7 +116,7 @@ def test_exec_keeps_the_pid_and_the_working_directory(
     assert prefix == str(complete_envs(cache)[0])
 
 
-def test_plan_and_prepare(image: Image, app: Path, cache: Path, index: Index,
+def test_plan_and_prepare(image: ImageVenv, app: Path, cache: Path, index: Index,
                           tmp_path: Path) -> None:
     requirements = app / "requirements.txt"
     requirements.write_text(f"--index-url {index.url}\ngreeting\n")
@@ -143,7 +143,7 @@ def test_plan_and_prepare(image: Image, app: Path, cache: Path, index: Index,
 
 
 def test_shell_entrypoint_runs_the_command_in_the_overlay(
-    image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     (app / "requirements.txt").write_text(f"--index-url {index.url}\ngreeting\n")
     env = contract_env(tmp_path, image, app, cache,
@@ -157,7 +157,7 @@ def test_shell_entrypoint_runs_the_command_in_the_overlay(
 
 
 def test_lib_path_takes_precedence_over_requirements(
-    image: Image, app: Path, cache: Path, tmp_path: Path,
+    image: ImageVenv, app: Path, cache: Path, tmp_path: Path,
 ) -> None:
     (app / "libs").mkdir()
     (app / "libs" / "mylib.py").write_text("VALUE = 42\n")
@@ -190,7 +190,7 @@ def test_lib_path_takes_precedence_over_requirements(
          "95-malformed", "93-setting"],
 )
 def test_exit_codes(variables: dict[str, str], files: dict[str, str], code: int, message: str,
-                    image: Image, app: Path, cache: Path, tmp_path: Path) -> None:
+                    image: ImageVenv, app: Path, cache: Path, tmp_path: Path) -> None:
     for name, text in files.items():
         (app / name).write_text(text)
     env = contract_env(tmp_path, image, app, cache, **variables)
@@ -203,7 +203,7 @@ def test_exit_codes(variables: dict[str, str], files: dict[str, str], code: int,
 
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_failed_install_exits_95_and_leaves_nothing(
-    installer: str, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     (app / "requirements.txt").write_text(f"--index-url {index.url}\ngreeting\nno-such-pkg\n")
     env = contract_env(tmp_path, image, app, cache, EXTENSIBILITY_INSTALLER=installer,
@@ -214,7 +214,7 @@ def test_failed_install_exits_95_and_leaves_nothing(
     assert [p.name for p in (cache / "envs").iterdir()] == []
 
 
-def test_server_command_not_found_exits_96(image: Image, app: Path, cache: Path,
+def test_server_command_not_found_exits_96(image: ImageVenv, app: Path, cache: Path,
                                           tmp_path: Path) -> None:
     env = contract_env(tmp_path, image, app, cache)
     result = run_entrypoint(image, env, "run", "--", "no-such-server", "--port", "1")
@@ -222,7 +222,7 @@ def test_server_command_not_found_exits_96(image: Image, app: Path, cache: Path,
     assert "'no-such-server' not found" in result.stderr
 
 
-def test_image_python_may_be_off_path(image: Image, app: Path, cache: Path, index: Index,
+def test_image_python_may_be_off_path(image: ImageVenv, app: Path, cache: Path, index: Index,
                                       tmp_path: Path) -> None:
     """The default server is found in the image's scripts folder even when PATH lacks it."""
     (app / "requirements.txt").write_text(f"--index-url {index.url}\ngreeting\n")
@@ -235,7 +235,7 @@ def test_image_python_may_be_off_path(image: Image, app: Path, cache: Path, inde
     assert "not found" not in result.stderr
 
 
-def test_json_log_lines(image: Image, app: Path, cache: Path, index: Index,
+def test_json_log_lines(image: ImageVenv, app: Path, cache: Path, index: Index,
                         tmp_path: Path) -> None:
     (app / "requirements.txt").write_text(f"--index-url {index.url}\ntinydep\n")
     env = contract_env(tmp_path, image, app, cache, EXTENSIBILITY_LOG_FORMAT="json",
@@ -250,7 +250,7 @@ def test_json_log_lines(image: Image, app: Path, cache: Path, index: Index,
 
 
 def test_warm_shortcut_is_taken_only_while_everything_the_key_depends_on_is_unchanged(
-    image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     (app / "base.txt").write_text("tinydep\n")
     (app / "requirements.txt").write_text(f"--index-url {index.url}\n-r base.txt\n"
@@ -275,7 +275,7 @@ def test_warm_shortcut_is_taken_only_while_everything_the_key_depends_on_is_unch
 
 
 def test_a_request_changed_during_a_build_is_rebuilt_at_the_next_start(
-    image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     """A mounted requirements.txt updated while a build runs: the warm note describes the
     content the build installed, so the next start sees the new content as a miss."""
@@ -300,7 +300,7 @@ def test_a_request_changed_during_a_build_is_rebuilt_at_the_next_start(
 
 
 def test_a_cache_other_users_can_write_is_refused_with_92(
-    image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     (app / "requirements.txt").write_text(f"--index-url {index.url}\ntinydep\n")
     env = contract_env(tmp_path, image, app, cache,
@@ -313,7 +313,7 @@ def test_a_cache_other_users_can_write_is_refused_with_92(
 
 
 def test_credentials_in_variables_and_urls_are_not_kept_in_the_cache(
-    image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     """${VAR} tokens and URL credentials reach the installer but are not stored."""
     authed = index.url.replace("http://", "http://bot:${INDEX_TOKEN}@")  # pypiserver ignores it

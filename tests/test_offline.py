@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartServer, contract_env, run_entrypoint
-from tests.support import Image
+from tests.support import ImageVenv
 
 pytestmark = pytest.mark.slow
 CLOSED = "http://127.0.0.1:9/simple/"  # nothing listens there: any index use would fail
@@ -23,7 +23,7 @@ def wheelhouse(packages: Path, app: Path, *names: str) -> None:
 
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_an_isolated_start_serves_from_the_wheelhouse_alone(
-    installer: str, image: Image, app: Path, cache: Path, packages: Path, tmp_path: Path,
+    installer: str, image: ImageVenv, app: Path, cache: Path, packages: Path, tmp_path: Path,
     start_server: StartServer,
 ) -> None:
     wheelhouse(packages, app, "greeting", "tinydep")
@@ -38,7 +38,7 @@ def test_an_isolated_start_serves_from_the_wheelhouse_alone(
 
 
 def test_a_missing_wheel_fails_fast_naming_it_and_the_accepted_tags(
-    image: Image, app: Path, cache: Path, packages: Path, tmp_path: Path,
+    image: ImageVenv, app: Path, cache: Path, packages: Path, tmp_path: Path,
 ) -> None:
     wheelhouse(packages, app, "greeting")  # tinydep, a dependency, is missing
     (app / "requirements.txt").write_text("greeting\n")
@@ -52,7 +52,7 @@ def test_a_missing_wheel_fails_fast_naming_it_and_the_accepted_tags(
 
 
 def test_the_wheelhouse_contents_are_part_of_the_key(
-    image: Image, app: Path, cache: Path, packages: Path, tmp_path: Path,
+    image: ImageVenv, app: Path, cache: Path, packages: Path, tmp_path: Path,
 ) -> None:
     wheelhouse(packages, app, "greeting", "tinydep")
     (app / "requirements.txt").write_text("greeting\n")

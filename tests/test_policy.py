@@ -13,7 +13,7 @@ from extensibility.policy import apply_policy
 from extensibility.requirements import parse_requirements
 from extensibility.settings import Settings
 from tests.conftest import contract_env, run_entrypoint
-from tests.support import Image, Index
+from tests.support import ImageVenv, Index
 
 CLOSED = "http://127.0.0.1:9/simple/"  # nothing listens: any attempt to use it would fail
 
@@ -58,7 +58,7 @@ def test_variables_and_the_default_index_count_too(tmp_path: Path) -> None:
           {"EXTENSIBILITY_ALLOWED_INDEX_HOSTS": "pkgs.example"})  # allowed: no error
 
 
-def test_a_violation_stops_the_start_before_any_install(image: Image, app: Path, cache: Path,
+def test_a_violation_stops_the_start_before_any_install(image: ImageVenv, app: Path, cache: Path,
                                                         tmp_path: Path) -> None:
     (app / "requirements.txt").write_text(f"--index-url {CLOSED}\ngreeting\n")
     env = contract_env(tmp_path, image, app, cache, EXTENSIBILITY_REQUIRE_HASHES="1",
@@ -71,7 +71,7 @@ def test_a_violation_stops_the_start_before_any_install(image: Image, app: Path,
 
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_hashed_pins_install_and_a_wrong_hash_is_caught(
-    installer: str, image: Image, app: Path, cache: Path, index: Index, packages: Path,
+    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, packages: Path,
     tmp_path: Path,
 ) -> None:
     def pin(name: str, digest: str | None = None) -> str:
@@ -93,7 +93,7 @@ def test_hashed_pins_install_and_a_wrong_hash_is_caught(
     assert "hash" in bad.stderr.lower() and "tinydep" in bad.stderr
 
 
-def test_policy_is_part_of_the_key(image: Image, app: Path, cache: Path, index: Index,
+def test_policy_is_part_of_the_key(image: ImageVenv, app: Path, cache: Path, index: Index,
                                    tmp_path: Path) -> None:
     (app / "requirements.txt").write_text(f"--index-url {index.url}\ntinydep\n")
     env = contract_env(tmp_path, image, app, cache,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import contract_env, run_entrypoint
-from tests.support import Image, Index, start_index
+from tests.support import ImageVenv, Index, start_index
 
 pytestmark = pytest.mark.slow
 SECRET = "s3cr3t-t0ken"
@@ -24,7 +24,7 @@ def private_index(packages: Path, tmp_path: Path) -> Iterator[Index]:
 
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_credentials_in_pip_index_url_work_and_never_show(
-    installer: str, image: Image, app: Path, cache: Path, private_index: Index, tmp_path: Path,
+    installer: str, image: ImageVenv, app: Path, cache: Path, private_index: Index, tmp_path: Path,
 ) -> None:
     url = private_index.url.replace("http://", f"http://deploy:{SECRET}@")
     (app / "requirements.txt").write_text("greeting\n")

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartServer, contract_env, run_entrypoint
-from tests.support import Image, Index
+from tests.support import ImageVenv, Index
 
 pytestmark = pytest.mark.slow
 INSTALLERS = ["uv", "pip"]
 
 
-def env_for(tmp_path: Path, image: Image, app: Path, cache: Path, index: Index, lines: str,
+def env_for(tmp_path: Path, image: ImageVenv, app: Path, cache: Path, index: Index, lines: str,
             **extra: str) -> dict[str, str]:
     (app / "requirements.txt").write_text(f"--index-url {index.url}\n{lines}\n")
     return contract_env(tmp_path, image, app, cache,
@@ -23,7 +23,7 @@ def env_for(tmp_path: Path, image: Image, app: Path, cache: Path, index: Index, 
 
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_a_pin_against_the_server_is_refused_naming_both_sides(
-    installer: str, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     env = env_for(tmp_path, image, app, cache, index, "greeting\ncertifi==2020.1.1",
                   EXTENSIBILITY_INSTALLER=installer)
@@ -38,7 +38,7 @@ def test_a_pin_against_the_server_is_refused_naming_both_sides(
 
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_a_transitive_conflict_is_refused_with_the_installers_words(
-    installer: str, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     env = env_for(tmp_path, image, app, cache, index, "needs-old-certifi",
                   EXTENSIBILITY_INSTALLER=installer)
@@ -52,7 +52,7 @@ def test_a_transitive_conflict_is_refused_with_the_installers_words(
 
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_off_mode_accepts_the_override_with_warnings_and_the_server_still_serves(
-    installer: str, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
     start_server: StartServer,
 ) -> None:
     env = env_for(tmp_path, image, app, cache, index, "greeting\ncertifi==2020.1.1",
@@ -66,7 +66,7 @@ def test_off_mode_accepts_the_override_with_warnings_and_the_server_still_serves
 
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_an_unrelated_upgrade_is_allowed_and_shown(
-    installer: str, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     env = env_for(tmp_path, image, app, cache, index, "framework==2.0",
                   EXTENSIBILITY_INSTALLER=installer)
@@ -80,7 +80,7 @@ def test_an_unrelated_upgrade_is_allowed_and_shown(
     assert "flask==3.1.3" in plan["held"]
 
 
-def test_image_mode_holds_every_image_package(image: Image, app: Path, cache: Path,
+def test_image_mode_holds_every_image_package(image: ImageVenv, app: Path, cache: Path,
                                               index: Index, tmp_path: Path) -> None:
     env = env_for(tmp_path, image, app, cache, index, "framework==2.0",
                   EXTENSIBILITY_PROTECT="image")
@@ -91,7 +91,7 @@ def test_image_mode_holds_every_image_package(image: Image, app: Path, cache: Pa
 
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_a_package_that_breaks_the_server_import_is_caught(
-    installer: str, image: Image, app: Path, cache: Path, index: Index, tmp_path: Path,
+    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
     env = env_for(tmp_path, image, app, cache, index, "breaks-cors",
                   EXTENSIBILITY_INSTALLER=installer)
@@ -102,7 +102,7 @@ def test_a_package_that_breaks_the_server_import_is_caught(
     assert not list(cache.glob("envs/*"))
 
 
-def test_doctor_on_a_healthy_set_up(image: Image, app: Path, cache: Path, index: Index,
+def test_doctor_on_a_healthy_set_up(image: ImageVenv, app: Path, cache: Path, index: Index,
                                     tmp_path: Path) -> None:
     env = env_for(tmp_path, image, app, cache, index, "greeting")
     result = run_entrypoint(image, env, "doctor")
@@ -114,7 +114,7 @@ def test_doctor_on_a_healthy_set_up(image: Image, app: Path, cache: Path, index:
         in result.stdout
 
 
-def test_doctor_names_each_fault_and_its_fix(image: Image, app: Path, cache: Path,
+def test_doctor_names_each_fault_and_its_fix(image: ImageVenv, app: Path, cache: Path,
                                             tmp_path: Path) -> None:
     cache.mkdir(mode=0o777)
     cache.chmod(0o777)  # world-writable: anyone could change what runs
@@ -125,6 +125,6 @@ def test_doctor_names_each_fault_and_its_fix(image: Image, app: Path, cache: Pat
     failed = {line.split()[1].rstrip(":"): line for line in result.stdout.splitlines()
               if line.startswith("FAIL")}
     assert set(failed) == {"cache", "server", "request"}
-    assert "writable by other users" in failed["cache"]
+    assert "can be written by other users" in failed["cache"]  # the start's own words
     assert result.stdout.count("fix:") == 3
     assert f"chmod go-w {cache}" in result.stdout

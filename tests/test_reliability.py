@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import contract_env, run_entrypoint
 from tests.faultproxy import FaultProxy
-from tests.support import Image, Index, Pause, complete_envs, wait_for
+from tests.support import ImageVenv, Index, Pause, complete_envs, wait_for
 from tests.wheels import build_wheel
 
 pytestmark = pytest.mark.slow
@@ -40,14 +40,14 @@ def events(cache: Path, event: str) -> list[dict[str, object]]:
     return [r for r in journal(cache) if r["event"] == event]
 
 
-def env_for(tmp_path: Path, image: Image, app: Path, cache: Path, url: str,
+def env_for(tmp_path: Path, image: ImageVenv, app: Path, cache: Path, url: str,
             request: str = "greeting", **extra: str) -> dict[str, str]:
     (app / "requirements.txt").write_text(f"--index-url {url}\n{request}\n")
     return contract_env(tmp_path, image, app, cache,
                         AZUREML_EXTRA_REQUIREMENTS_TXT="requirements.txt", **extra)
 
 
-def start(image: Image, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+def start(image: ImageVenv, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([str(image.bin / "extensibility"), "run", "--", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -80,7 +80,7 @@ def read_stderr_until(process: subprocess.Popen[str], text: str, seen: list[str]
 
 # --- concurrent starts ------------------------------------------------------------------
 
-def test_concurrent_starts_install_once(image: Image, app: Path, cache: Path, index: Index,
+def test_concurrent_starts_install_once(image: ImageVenv, app: Path, cache: Path, index: Index,
                                         tmp_path: Path) -> None:
     """One start is held inside its build (the lock taken) while three more arrive: they
     meet it for certain, wait, and are served by its build."""
@@ -107,7 +107,7 @@ def test_concurrent_starts_install_once(image: Image, app: Path, cache: Path, in
     assert len(events(cache, "build-complete")) == 1
 
 
-def test_different_keys_build_in_parallel(image: Image, tmp_path: Path, cache: Path,
+def test_different_keys_build_in_parallel(image: ImageVenv, tmp_path: Path, cache: Path,
                                           index: Index) -> None:
     """A build held inside its lock does not stop another key's build from completing."""
     apps = {}
@@ -127,7 +127,7 @@ def test_different_keys_build_in_parallel(image: Image, tmp_path: Path, cache: P
     assert len(events(cache, "build-complete")) == 2
 
 
-def test_lock_wait_has_a_timeout(image: Image, app: Path, cache: Path, index: Index,
+def test_lock_wait_has_a_timeout(image: ImageVenv, app: Path, cache: Path, index: Index,
                                  tmp_path: Path) -> None:
     env = env_for(tmp_path, image, app, cache, index.url, EXTENSIBILITY_LOCK_TIMEOUT="1")
     key = json.loads(run_entrypoint(image, env, "plan", "--json", "--", "true").stdout)["key"]
@@ -163,7 +163,7 @@ def wait_for_installer(process: subprocess.Popen[str]) -> int:
 
 @pytest.mark.parametrize("phase", ["overlay", "install", "publish"])
 def test_a_killed_build_is_never_used_and_the_next_start_rebuilds(
-    phase: str, image: Image, app: Path, cache: Path, proxy: FaultProxy, tmp_path: Path,
+    phase: str, image: ImageVenv, app: Path, cache: Path, proxy: FaultProxy, tmp_path: Path,
 ) -> None:
     env = env_for(tmp_path, image, app, cache, proxy.url)
     if phase == "install":
@@ -190,7 +190,7 @@ def test_a_killed_build_is_never_used_and_the_next_start_rebuilds(
 
 
 def test_sigterm_during_install_stops_the_installer_and_cleans_up(
-    image: Image, app: Path, cache: Path, proxy: FaultProxy, tmp_path: Path,
+    image: ImageVenv, app: Path, cache: Path, proxy: FaultProxy, tmp_path: Path,
 ) -> None:
     proxy.faults.mode, proxy.faults.delay = "slow", 2.0
     builder = start(image, env_for(tmp_path, image, app, cache, proxy.url), "true")
@@ -204,7 +204,7 @@ def test_sigterm_during_install_stops_the_installer_and_cleans_up(
     assert [r["error"] for r in events(cache, "build-failed")] == ["BuildInterrupted"]
 
 
-def test_a_damaged_environment_is_rebuilt_not_used(image: Image, app: Path, cache: Path,
+def test_a_damaged_environment_is_rebuilt_not_used(image: ImageVenv, app: Path, cache: Path,
                                                    index: Index, tmp_path: Path) -> None:
     env = env_for(tmp_path, image, app, cache, index.url)
     assert run_entrypoint(image, env, "prepare", "--", "python", "-c", PROBE).returncode == 0
@@ -225,7 +225,7 @@ def test_a_damaged_environment_is_rebuilt_not_used(image: Image, app: Path, cach
     ("down", ""),
 ])
 def test_index_faults_fail_cleanly_with_exit_95(
-    mode: str, message: str, image: Image, app: Path, cache: Path, proxy: FaultProxy,
+    mode: str, message: str, image: ImageVenv, app: Path, cache: Path, proxy: FaultProxy,
     tmp_path: Path,
 ) -> None:
     url = proxy.url
@@ -247,7 +247,7 @@ def test_index_faults_fail_cleanly_with_exit_95(
 
 
 @pytest.mark.parametrize("installer", ["uv", "pip"])
-def test_transient_index_errors_are_retried(installer: str, image: Image, app: Path,
+def test_transient_index_errors_are_retried(installer: str, image: ImageVenv, app: Path,
                                             cache: Path, proxy: FaultProxy,
                                             tmp_path: Path) -> None:
     proxy.faults.mode, proxy.faults.failures = "flaky", 2
@@ -274,7 +274,7 @@ def small_volume(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_full_disk_fails_cleanly_and_keeps_existing_environments(
-    image: Image, app: Path, small_volume: Path, packages: Path, tmp_path: Path,
+    image: ImageVenv, app: Path, small_volume: Path, packages: Path, tmp_path: Path,
 ) -> None:
     cache = small_volume / "cache"
     wheels = tmp_path / "big"
@@ -300,7 +300,7 @@ def test_a_full_disk_fails_cleanly_and_keeps_existing_environments(
 # --- clean-up ---------------------------------------------------------------------------
 
 def test_ls_and_gc_remove_least_recently_used_never_in_use(
-    image: Image, tmp_path: Path, cache: Path, index: Index,
+    image: ImageVenv, tmp_path: Path, cache: Path, index: Index,
 ) -> None:
     keys: dict[str, str] = {}
     envs: dict[str, dict[str, str]] = {}

@@ -35,6 +35,7 @@ class Setup:
         self.wheels = self.app / "wheels"
         self.wheels.mkdir()
         build_wheel(self.wheels, "tinydep", "1.0")
+        build_wheel(self.wheels, "greeting", "1.0", requires=["tinydep"])
         (self.app / "base.txt").write_text("tinydep\n")
         (self.app / "requirements.txt").write_text(
             "--no-index\n--find-links wheels\n-r base.txt\ngreeting==${GREETING}\n")
@@ -43,10 +44,10 @@ class Setup:
                     "AZUREML_EXTRA_REQUIREMENTS_TXT": "requirements.txt",
                     "PIP_CONFIG_FILE": "/dev/null", "UV_NO_CONFIG": "1", "PATH": "/usr/bin:/bin"}
 
-    def start(self, *, real: bool = False, **changed: str) -> Start:
+    def start(self, changed: dict[str, str] | None = None, *, real: bool = False) -> Start:
         """A start over a stand-in image (`real`: this interpreter and its installer, as
         a child process running the CLI would see them)."""
-        env = {**self.env, **changed}
+        env = {**self.env, **(changed or {})}
         request = Request(REQUIREMENTS, self.app / "requirements.txt",
                           "AZUREML_EXTRA_REQUIREMENTS_TXT")
         if real:
@@ -73,8 +74,9 @@ def stand_in_for_a_build(start: Start, resolved: Resolved) -> None:
                   {"request_file": str(start.request_path)})
 
 
-def cold_start(setup: Setup, *, real: bool = False, **changed: str) -> Resolved:
-    start = setup.start(real=real, **changed)
+def cold_start(setup: Setup, changed: dict[str, str] | None = None, *,
+               real: bool = False) -> Resolved:
+    start = setup.start(changed, real=real)
     resolved = resolve(start, log())
     stand_in_for_a_build(start, resolved)
     warm.remember(start, resolved)
@@ -123,9 +125,9 @@ def test_each_input_the_key_depends_on_makes_a_miss(what: str, tmp_path: Path) -
     cold_start(setup)
     change, variables = MISSES[what]
     change(setup)
-    assert warm.find(setup.start(**variables), log()) is None
-    resolved = cold_start(setup, **variables)  # the full path builds anew, then it is a hit
-    assert warm.find(setup.start(**variables), log()) == \
+    assert warm.find(setup.start(variables), log()) is None
+    resolved = cold_start(setup, variables)  # the full path builds anew, then it is a hit
+    assert warm.find(setup.start(variables), log()) == \
         setup.start().store.env_dir(resolved.key)
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import contract_env, run_entrypoint
-from tests.support import Image, Index, hermetic_env, start_index
+from tests.support import ImageVenv, Index, hermetic_env, start_index
 from tests.wheels import build_wheel
 
 pytestmark = pytest.mark.slow
 
 
-def test_wheelhouse_then_an_offline_start(image: Image, app: Path, cache: Path, index: Index,
+def test_wheelhouse_then_an_offline_start(image: ImageVenv, app: Path, cache: Path, index: Index,
                                           tmp_path: Path) -> None:
     (app / "requirements.txt").write_text(f"--index-url {index.url}\ngreeting\n")
     env = contract_env(tmp_path, image, app, cache)
@@ -33,7 +33,7 @@ def test_wheelhouse_then_an_offline_start(image: Image, app: Path, cache: Path, 
     assert offline.returncode == 0, offline.stderr
 
 
-def test_cross_target_download_is_checked_by_its_tags(image: Image, tmp_path: Path) -> None:
+def test_cross_target_download_is_checked_by_its_tags(image: ImageVenv, tmp_path: Path) -> None:
     folder = tmp_path / "platform-wheels"
     build_wheel(folder, "fastlib", "1.0", tag="cp312-cp312-manylinux_2_17_aarch64")
     build_wheel(folder, "fastlib", "1.0", tag="cp311-cp311-manylinux_2_17_x86_64")
@@ -55,7 +55,7 @@ def test_cross_target_download_is_checked_by_its_tags(image: Image, tmp_path: Pa
 
 
 def test_source_only_packages_are_refused_without_build_sdists(
-    image: Image, tmp_path: Path,
+    image: ImageVenv, tmp_path: Path,
 ) -> None:
     folder = tmp_path / "sdists"
     folder.mkdir()
@@ -72,7 +72,7 @@ def test_source_only_packages_are_refused_without_build_sdists(
     assert "onlysource" in result.stderr and "--build-sdists" in result.stderr
 
 
-def test_prepare_target_makes_a_lib_path_folder(image: Image, app: Path, cache: Path,
+def test_prepare_target_makes_a_lib_path_folder(image: ImageVenv, app: Path, cache: Path,
                                                 index: Index, tmp_path: Path) -> None:
     (app / "extra.txt").write_text(f"--index-url {index.url}\ngreeting\n")
     env = contract_env(tmp_path, image, app, cache)
