@@ -1,8 +1,9 @@
 """A fault-injecting HTTP proxy in front of a real index, on 127.0.0.1 (for the tests).
 
 Modes: `pass` (forward), `error` (answer 503), `drop` (close the connection halfway through
-a file download), `slow` (wait `delay` seconds before answering), and `flaky` (the first
-`failures` requests get 503, then forward). The mode can be changed while it runs.
+a file download), `slow` (wait `delay` seconds before answering), `hold` (answer nothing
+until `released` is set: an installer is then certainly still running), and `flaky` (the
+first `failures` requests get 503, then forward). The mode can be changed while it runs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Faults:
     delay: float = 0.0
     failures: int = 0
     requests: list[str] = field(default_factory=list)
+    released: threading.Event = field(default_factory=threading.Event)
 
 
 class FaultProxy:
@@ -42,6 +44,8 @@ class FaultProxy:
                 faults.requests.append(self.path)
                 if faults.mode == "slow":
                     time.sleep(faults.delay)
+                if faults.mode == "hold":
+                    faults.released.wait()
                 if faults.mode == "error" or (faults.mode == "flaky" and faults.failures > 0):
                     faults.failures -= 1
                     self.send_error(503, "injected fault")
@@ -77,5 +81,6 @@ class FaultProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.faults.released.set()  # no request stays held past the test
         self.server.shutdown()
         self.server.server_close()

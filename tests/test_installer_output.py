@@ -8,7 +8,7 @@ import pytest
 
 from extensibility.errors import InstallFailed
 from extensibility.installers.pip import parse_installed
-from extensibility.installers.uv import parse_plan
+from extensibility.installers.uv import parse_dry_run
 from extensibility.requirements import parse_requirements
 
 HASH = "sha256:" + "a" * 64
@@ -33,7 +33,7 @@ def test_uv_plan_keeps_hashes_and_editability(tmp_path: Path) -> None:
     requirements = tmp_path / "requirements.txt"
     requirements.write_text(f"greeting==1.0 --hash={HASH}\n-e {project}\n")
     spec = parse_requirements(requirements, {})
-    lines = parse_plan(UV_DRY_RUN.format(project=project), spec)
+    lines = parse_dry_run(UV_DRY_RUN.format(project=project), spec)
     assert lines == [f"greeting==1.0 --hash={HASH}", "tinydep==1.1", f"-e {project}",
                      "direct @ https://files.example/direct-1.0-py3-none-any.whl"]
 
@@ -42,9 +42,9 @@ def test_uv_plan_nothing_to_do_and_an_unreadable_plan(tmp_path: Path) -> None:
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("greeting\n")
     spec = parse_requirements(requirements, {})
-    assert parse_plan("Resolved 1 package in 3ms\nAudited 1 package in 0.1ms\n", spec) == []
+    assert parse_dry_run("Resolved 1 package in 3ms\nAudited 1 package in 0.1ms\n", spec) == []
     with pytest.raises(InstallFailed, match="would install 2 packages but 1 were recognised"):
-        parse_plan("Would install 2 packages\n + greeting==1.0\n + ??? weird line\n", spec)
+        parse_dry_run("Would install 2 packages\n + greeting==1.0\n + ??? weird line\n", spec)
 
 
 def test_pip_summary_line() -> None:

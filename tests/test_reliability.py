@@ -167,7 +167,7 @@ def test_a_killed_build_is_never_used_and_the_next_start_rebuilds(
 ) -> None:
     env = env_for(tmp_path, image, app, cache, proxy.url)
     if phase == "install":
-        proxy.faults.mode, proxy.faults.delay = "slow", 2.0
+        proxy.faults.mode = "hold"  # the installer waits on the index until the test is done
         builder = start(image, env, "python", "-c", PROBE)
         installer = wait_for_installer(builder)
     else:
@@ -181,6 +181,7 @@ def test_a_killed_build_is_never_used_and_the_next_start_rebuilds(
     assert list(cache.glob("envs/*")) and not complete_envs(cache)
 
     proxy.faults.mode = "pass"
+    proxy.faults.released.set()
     result = run_entrypoint(image, env, "run", "--", "python", "-c", PROBE)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "HELLO OK"
@@ -192,7 +193,7 @@ def test_a_killed_build_is_never_used_and_the_next_start_rebuilds(
 def test_sigterm_during_install_stops_the_installer_and_cleans_up(
     image: ImageVenv, app: Path, cache: Path, proxy: FaultProxy, tmp_path: Path,
 ) -> None:
-    proxy.faults.mode, proxy.faults.delay = "slow", 2.0
+    proxy.faults.mode = "hold"  # the installer waits on the index until the test is done
     builder = start(image, env_for(tmp_path, image, app, cache, proxy.url), "true")
     installer = wait_for_installer(builder)
     builder.send_signal(signal.SIGTERM)

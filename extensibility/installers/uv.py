@@ -35,9 +35,9 @@ class UvInstaller:
         requirements, constraints = write_request_files(job)
         request = ["-r", str(requirements)] + (["-c", str(constraints)] if constraints else [])
         flags = uv_flags(job.spec.options)
-        plan = self._run(job, log, ["pip", "install", "--dry-run", "--python", job.image_python,
+        dry_run = self._run(job, log, ["pip", "install", "--dry-run", "--python", job.image_python,
                                     *request, *flags], "uv resolve")
-        added = parse_plan(plan, job.spec)
+        added = parse_dry_run(dry_run, job.spec)
         if not added:
             log.phase("install", "the image already satisfies every requirement")
             return InstallResult(())
@@ -57,7 +57,7 @@ class UvInstaller:
         return completed.output
 
 
-def parse_plan(output: str, spec: RequirementsSpec) -> list[str]:
+def parse_dry_run(output: str, spec: RequirementsSpec) -> list[str]:
     """Requirement lines for what uv's dry run would add, hashes and editability kept."""
     by_name: dict[str, Requirement] = {r.name: r for r in spec.requirements if r.name}
     editable_paths = {str(Path(r.install_text)): r for r in spec.requirements if r.editable}
@@ -81,7 +81,7 @@ def parse_plan(output: str, spec: RequirementsSpec) -> list[str]:
     expected = _WOULD_INSTALL_RE.search(output)
     if expected and int(expected.group("count")) != len(lines):
         raise InstallFailed(
-            f"could not read uv's plan: it would install {expected.group('count')} packages "
+            f"could not read uv's dry run: it would install {expected.group('count')} packages "
             f"but {len(lines)} were recognised",
             fix="set EXTENSIBILITY_INSTALLER=pip and report this uv version",
         )
