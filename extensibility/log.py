@@ -40,6 +40,7 @@ class Log:
 
     def _emit(self, level: str, phase: str, message: str, fields: dict[str, Any]) -> None:
         message = redact_url(message)
+        fields = {k: redact_url(v) if isinstance(v, str) else v for k, v in fields.items()}
         elapsed = self.elapsed()
         if self.fmt == "json":
             record = {"ts": round(time.time(), 3), "elapsed": round(elapsed, 3), "level": level,
@@ -53,6 +54,6 @@ class Log:
             if level == "error":
                 line += f" (exit {fields['exit_code']})"
                 if "fix" in fields:
-                    line += f"\nextensibility {elapsed:7.3f}s   fix: {redact_url(fields['fix'])}"
+                    line += f"\nextensibility {elapsed:7.3f}s   fix: {fields['fix']}"
         self.stream.write(line + "\n")
         self.stream.flush()

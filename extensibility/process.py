@@ -71,10 +71,13 @@ def run_captured(command: Sequence[str], timeout: float, env: Mapping[str, str] 
 
 
 def run_streaming(command: Sequence[str], env: Mapping[str, str], log: Log, label: str,
-                  log_file: Path, timeout: float) -> Completed:
-    """Run an installer: log the command, pass its output on as progress lines and into
-    `log_file`, keep a tail, stop it on a timeout."""
-    log.phase("install", f"running {label}: {redact_url(' '.join(command))}")
+                  log_file: Path, timeout: float,
+                  shown: Mapping[str, str] | None = None) -> Completed:
+    """Run an installer: log the command (and the `shown` variables of `env`, redacted),
+    pass its output on as progress lines and into `log_file`, keep a tail, stop it on a
+    timeout."""
+    given = [f"{name}={value}" for name, value in sorted((shown or {}).items())]
+    log.phase("install", f"running {label}: {redact_url(' '.join([*given, *command]))}")
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     lines: list[str] = []
     with log_file.open("a", encoding="utf-8") as record, spawn(command, env) as process:

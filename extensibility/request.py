@@ -10,12 +10,15 @@ from extensibility.errors import (
     RequirementsNotFound,
 )
 from extensibility.log import Log
+from extensibility.redact import redact_url
 from extensibility.settings import Settings
 
 NONE = "none"
 LIB_PATH = "lib_path"
 CONDA = "conda"
 REQUIREMENTS = "requirements"
+_NOT_FOUND = {LIB_PATH: LibPathNotFound, CONDA: CondaFileNotFound,
+              REQUIREMENTS: RequirementsNotFound}
 
 
 class Request:
@@ -63,6 +66,12 @@ def resolve_request(settings: Settings) -> Request:
         return Request(NONE)
     kind, variable, value = candidates[0]
     ignored = tuple(var for _, var, _ in candidates[1:])
+    if "://" in value:
+        raise _NOT_FOUND[kind](
+            f"{variable} is a URL ({redact_url(value)}): it must name a "
+            f"{'folder' if kind == LIB_PATH else 'file'} the container can read",
+            fix="download or mount it, and set the variable to its path (relative to the "
+            f"entry-script folder {settings.entry_script_dir}, or absolute)")
     if variable == "AZUREML_EXTRA_CONDA_YAML_ABS_PATH":
         path = Path(value)
     else:

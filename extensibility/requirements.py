@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,9 +24,14 @@ from packaging.requirements import Requirement as Pep508Requirement
 from extensibility.errors import RequestInvalid
 from extensibility.fingerprint import fingerprint_path, fingerprint_wheelhouse, sha256_bytes
 from extensibility.image import canonical_name
-from extensibility.redact import redact_url
+from extensibility.inputs import read_request_file
+from extensibility.redact import redact_url, shown
 
-_COMMENT_RE = re.compile(r"(^|\s+)#.*$")
+# Bounds on what one request may make us read: a hostile or broken file fails fast, clearly
+MAX_INCLUDE_DEPTH = 32
+MAX_FILES = 256
+MAX_LINE = 64 << 10  # characters of one logical line (continuations joined)
+_BOM = b"\xef\xbb\xbf"
 _ENV_VAR_RE = re.compile(r"\$\{([A-Z0-9_]+)\}")
 _VCS_PREFIXES = ("git+", "hg+", "svn+", "bzr+")
 _ARCHIVE_SUFFIXES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".tar")
@@ -134,10 +139,14 @@ class _Parser:
             chain = " -> ".join(str(p) for p in (*stack, real))
             raise RequestInvalid(f"requirements files include each other: {chain}",
                                  fix="remove the circular -r/-c include")
+        if len(stack) >= MAX_INCLUDE_DEPTH or len(self.files) >= MAX_FILES:
+            raise RequestInvalid(
+                f"{path}: too many included files (more than {MAX_FILES} in all, or nested "
+                f"deeper than {MAX_INCLUDE_DEPTH})", fix="flatten the -r/-c includes")
         if data is None:
-            data = path.read_bytes()
+            data = read_request_file(path, "requirements file")
         try:
-            text = data.decode("utf-8")
+            text = data.removeprefix(_BOM).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise RequestInvalid(f"{path}: not UTF-8 text ({exc.reason})",
                                  fix="save the requirements file as UTF-8") from None
@@ -149,6 +158,12 @@ class _Parser:
             self._parse_line(Origin(path, lineno, line), constraint, (*stack, real))
 
     def _parse_line(self, origin: Origin, constraint: bool, stack: tuple[Path, ...]) -> None:
+        if len(origin.text) > MAX_LINE:
+            raise _invalid(origin, f"the line is longer than {MAX_LINE} characters")
+        if not origin.text.isprintable():
+            raise _invalid(origin, "the line holds a control character (from a ${VAR} value "
+                           "with a newline?)", fix="remove it; a ${VAR} must expand to text "
+                           "on one line")
         args, option_text = _break_args_options(origin.text)
         try:
             tokens = shlex.split(option_text)
@@ -172,7 +187,7 @@ class _Parser:
                                fix="download the file next to this one and include it "
                                "by a relative path")
             included = base / value
-            if not included.is_file():
+            if not _safe(included.is_file):
                 raise _invalid(origin, f"included file {included} does not exist",
                                fix="fix the path; it is relative to the including file")
             self.parse_file(included, constraint=constraint or attribute == "constraint",
@@ -185,7 +200,7 @@ class _Parser:
         elif attribute == "find_links":
             assert value is not None
             local = base / value
-            if "://" not in value and local.is_dir():
+            if "://" not in value and _safe(local.is_dir):
                 self.local_inputs[str(local.absolute())] = fingerprint_wheelhouse(local)
                 value = str(local.absolute())
             self.options = replace(self.options, find_links=(*self.options.find_links, value))
@@ -204,7 +219,7 @@ class _Parser:
         for option, value in _iter_requirement_options(origin, tokens):
             if _REQUIREMENT_OPTIONS[option] == "hash":
                 if not _HASH_RE.match(value):
-                    raise _invalid(origin, f"malformed hash {value!r}",
+                    raise _invalid(origin, f"malformed hash {shown(value)}",
                                    fix="write --hash=sha256:<64 hex digits>")
                 hashes.append(value)
             else:
@@ -263,7 +278,7 @@ def _logical_lines(text: str, env: Mapping[str, str]) -> Iterator[tuple[int, str
     pending: list[str] = []
     first = 0
     for lineno, raw in enumerate(text.splitlines(), start=1):
-        if raw.endswith("\\") and not _COMMENT_RE.match(raw):
+        if raw.endswith("\\") and not raw.lstrip().startswith("#"):
             if not pending:
                 first = lineno
             pending.append(raw[:-1])
@@ -274,13 +289,31 @@ def _logical_lines(text: str, env: Mapping[str, str]) -> Iterator[tuple[int, str
             pending = []
         else:
             line, number = raw, lineno
-        line = _COMMENT_RE.sub("", line).strip()
+        line = _strip_comment(line).strip()
         if line:
             yield number, _ENV_VAR_RE.sub(lambda m: env.get(m.group(1), m.group(0)), line)
     if pending:  # the file ended inside a continuation
-        line = _COMMENT_RE.sub("", "".join(pending)).strip()
+        line = _strip_comment("".join(pending)).strip()
         if line:
             yield first, _ENV_VAR_RE.sub(lambda m: env.get(m.group(1), m.group(0)), line)
+
+
+def _safe(test: Callable[[], bool]) -> bool:
+    """A file test that answers False, not OSError, for a name too long or unreadable."""
+    try:
+        return test()
+    except (OSError, ValueError):
+        return False
+
+
+def _strip_comment(line: str) -> str:
+    """pip's comment rule (a `#` at the start or after white space), in linear time."""
+    at = line.find("#")
+    while at != -1:
+        if at == 0 or line[at - 1].isspace():
+            return line[:at]
+        at = line.find("#", at + 1)
+    return line
 
 
 def _break_args_options(line: str) -> tuple[str, str]:
@@ -300,7 +333,7 @@ def _iter_options(origin: Origin, tokens: list[str]) -> Iterator[tuple[str, str 
         token = tokens[index]
         option, value = _split_option(token, _FILE_OPTIONS)
         if option is None:
-            raise _invalid(origin, f"unknown or misplaced option {token!r}",
+            raise _invalid(origin, f"unknown or misplaced option {shown(token)}",
                            fix="see `pip help install` for what a requirements file accepts")
         if _FILE_OPTIONS[option][1]:
             if value is None:
@@ -319,7 +352,7 @@ def _iter_requirement_options(origin: Origin, tokens: list[str]) -> Iterator[tup
     while index < len(tokens):
         option, value = _split_option(tokens[index], _REQUIREMENT_OPTIONS)
         if option is None:
-            raise _invalid(origin, f"option {tokens[index]!r} is not allowed after a "
+            raise _invalid(origin, f"option {shown(tokens[index])} is not allowed after a "
                            "requirement", fix="put global options on a line of their own")
         if value is None:
             index += 1
@@ -342,8 +375,10 @@ def _split_option(token: str, known: Mapping[str, object]) -> tuple[str | None, 
 
 
 def _invalid(origin: Origin, reason: str, fix: str | None = None) -> RequestInvalid:
-    return RequestInvalid(f"{origin}: {reason}: {origin.text}",
-                          fix=fix or "correct or remove this line")
+    """FILE:LINE and the reason; never the line itself (an included file may be anything,
+    `-r /proc/self/environ` included: its contents stay out of logs)."""
+    return RequestInvalid(f"{origin}: {reason}", fix=fix or "correct or remove this line")
+
 
 
 def _classify(origin: Origin, text: str, editable: bool) -> Requirement:
@@ -376,9 +411,13 @@ def _classify(origin: Origin, text: str, editable: bool) -> Requirement:
                        editable=editable)
 
 
+_NAMED_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[^\]]*\])?\Z")
+
+
 def _is_pep508_url(text: str) -> bool:
     """`name @ https://...` is a named requirement, not a bare URL."""
-    return bool(re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@\s*\S", text))
+    name, at, rest = text.partition("@")
+    return bool(at and rest.strip() and _NAMED_RE.match("".join(name.split())))
 
 
 def _split_marker(text: str, separator: str) -> tuple[str, str]:
@@ -401,13 +440,13 @@ def _url_requirement(origin: Origin, text: str, editable: bool) -> Requirement:
 def _path_requirement(origin: Origin, text: str, editable: bool) -> Requirement:
     location, marker = _split_marker(text, ";")
     extras = ""
-    match = re.match(r"^(.*?)(\[[^\]]*\])$", location)
-    if match:
-        location, extras = match.group(1), match.group(2)
+    bracket = location.rfind("[") if location.endswith("]") else -1
+    if bracket != -1 and "]" not in location[bracket:-1]:
+        location, extras = location[:bracket], location[bracket:]
     path = Path(os.path.expanduser(location))
     if not path.is_absolute():
         path = origin.path.parent / path
-    if not path.exists():
+    if not _safe(path.exists):
         raise _invalid(origin, f"local path {path} does not exist",
                        fix="fix the path; it is relative to the requirements file")
     if path.is_dir() and not ((path / "pyproject.toml").is_file() or (path / "setup.py").is_file()):

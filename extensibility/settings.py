@@ -223,9 +223,7 @@ class Settings:
             conda_strategy=_required(raw, "conda_strategy"),
             conda_channels=raw["conda_channels"],
             require_hashes=_flag(_required(raw, "require_hashes"), "EXTENSIBILITY_REQUIRE_HASHES"),
-            allowed_index_hosts=tuple(h.strip().lower() for h in raw["allowed_index_hosts"]
-                                      .split(",") if h.strip())
-            if raw["allowed_index_hosts"] else None,
+            allowed_index_hosts=_hosts(raw["allowed_index_hosts"]),
             no_extra_index=_flag(_required(raw, "no_extra_index"), "EXTENSIBILITY_NO_EXTRA_INDEX"),
             no_direct_references=_flag(_required(raw, "no_direct_references"),
                                        "EXTENSIBILITY_NO_DIRECT_REFERENCES"),
@@ -254,18 +252,23 @@ def _seconds(raw: Mapping[str, str | None], name: str, variable: str) -> float:
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$")
+# ASCII digits only: str.isdigit() and float() also take "²" or "٣"
+_NUMBER_RE = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?\Z")
+_SIZE_RE = re.compile(r"([0-9]{1,15}(?:\.[0-9]{1,9})?) ?([kmgt]?)(?:i?b)?\Z")
+MAX_SECONDS = 10.0**9  # about 31 years: "forever" without the overflow of a real infinity
 
 
 def parse_duration(text: str) -> float:
-    """`90`, `90s`, `15m`, `12h`, `30d` -> seconds."""
+    """`90`, `90s`, `15m`, `12h`, `30d` -> seconds (finite, not negative)."""
     text = text.strip().lower()
     unit = text[-1] if text and text[-1] in _DURATION_UNITS else "s"
     number = text[:-1] if text and text[-1] in _DURATION_UNITS else text
-    value = float(number)
-    if value < 0:
+    if not _NUMBER_RE.match(number):
         raise ValueError(text)
-    return value * _DURATION_UNITS[unit]
+    value = float(number) * _DURATION_UNITS[unit]
+    if value > MAX_SECONDS:
+        raise ValueError(text)
+    return value
 
 
 def parse_size(text: str) -> int:
@@ -296,15 +299,32 @@ def _flag(text: str, variable: str) -> bool:
                         fix=f"set {variable} to 1 or 0")
 
 
+def _whole(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
+
+
 def _count(text: str, variable: str) -> int:
-    if not text.isdigit():
-        raise SettingsError(f"{variable}={text!r} is not a whole number",
+    value = _whole(text)
+    if value is None or value > 100:
+        raise SettingsError(f"{variable}={text!r} is not a whole number from 0 to 100",
                             fix=f"set {variable} to a number such as 3")
-    return int(text)
+    return value
+
+
+def _hosts(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    hosts = tuple(h.strip().lower() for h in text.split(",") if h.strip())
+    if not hosts:
+        raise SettingsError(f"EXTENSIBILITY_ALLOWED_INDEX_HOSTS={text!r} names no host",
+                            fix="list the allowed hosts, comma-separated (e.g. pypi.org), or "
+                            "unset the variable")
+    return hosts
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    value = _whole(text)
+    if value is None or not 0 < value < 65536:
         raise SettingsError(f"EXTENSIBILITY_SERVER_PORT={text!r} is not a TCP port",
                             fix="set EXTENSIBILITY_SERVER_PORT to a number from 1 to 65535")
-    return int(text)
+    return value

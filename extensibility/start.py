@@ -19,9 +19,10 @@ from pathlib import Path
 
 from extensibility.fingerprint import sha256_bytes
 from extensibility.image import Image, current_image
+from extensibility.inputs import read_request_file
 from extensibility.installers.choice import choose_installer
 from extensibility.installers.config import installer_settings
-from extensibility.request import Request
+from extensibility.request import CONDA, Request
 from extensibility.server_command import server_module
 from extensibility.settings import Settings
 from extensibility.store import Store
@@ -50,7 +51,8 @@ class Start:
         self.request_digest: str | None = None
         if request.installs:
             assert request.path is not None
-            self.request_data = request.path.read_bytes()
+            what = "conda file" if request.kind == CONDA else "requirements file"
+            self.request_data = read_request_file(request.path, what)
             self.request_digest = sha256_bytes(self.request_data)
 
     @property

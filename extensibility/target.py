@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from extensibility.errors import UsageError
-from extensibility.installers.options import pip_flags
+from extensibility.inputs import read_request_file
+from extensibility.installers.options import pip_flags, pip_sources
 from extensibility.log import Log
 from extensibility.process import check, run_streaming
 from extensibility.requirements import RequirementsSpec, parse_requirements
@@ -62,7 +63,8 @@ def read_request(path: Path, env: Mapping[str, str], target: Target, settings: S
     version = target.python_version
     if version and "." not in version:  # pip's "311" form
         version = f"{version[0]}.{version[1:]}"
-    conda, spec = read_conda_request(settings, path, path.read_bytes(), env, version)
+    conda, spec = read_conda_request(settings, path, read_request_file(path, "conda file"),
+                                     env, version)
     for line in conda.describe():
         log.phase("conda", line)
     if conda.layout is not None:
@@ -110,7 +112,9 @@ def _run_pip(arguments: Sequence[str], requirements: Path, spec: RequirementsSpe
                                encoding="utf-8")
         command += ["-c", str(constraints)]
     try:
-        completed = run_streaming(command, env, log, "pip", folder / ".build.log", timeout)
+        sources = pip_sources(spec.options, env)
+        completed = run_streaming(command, {**env, **sources}, log, "pip", folder / ".build.log",
+                                  timeout, shown=sources)
         check(completed, "pip", str(requirements), timeout,
               fix="a package without a wheel for the target needs --build-sdists (run inside "
               "the target image), or a wheel published for it")

@@ -12,6 +12,7 @@ import pytest
 
 import extensibility.image
 import extensibility.protection
+import extensibility.requirements
 import extensibility.start
 from extensibility.cli import main
 from extensibility.store import Store
@@ -41,13 +42,9 @@ def test_a_cold_start_computes_each_input_once(
         counting(monkeypatch, counts, extensibility.start, name)
     counting(monkeypatch, counts, extensibility.protection, "resolve_protection")
     request = setup.app / "requirements.txt"
-    original_read = Path.read_bytes
-
-    def read_bytes(path: Path) -> bytes:
-        counts[f"read {path.name}"] += 1
-        return original_read(path)
-
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    for module in (extensibility.start, extensibility.requirements):
+        counting(monkeypatch, counts, module, "read_request_file",
+                 lambda path, what: f"read {path.name}")
     assert main(["prepare", "--", "true"], setup.env) == 0, capsys.readouterr().err
     err = capsys.readouterr().err
     assert "complete" in err and "miss" in err

@@ -17,6 +17,7 @@ from extensibility.commands.parser import command_argument
 from extensibility.commands.run import server_command
 from extensibility.errors import ExtensibilityError
 from extensibility.image import current_image
+from extensibility.inputs import read_request_file
 from extensibility.installers.choice import choose_installer, find_uv
 from extensibility.process import run_captured
 from extensibility.protection import resolve_protection
@@ -143,7 +144,8 @@ def _request(settings: Settings, env: Mapping[str, str]) -> Finding:
         from extensibility.requirements import parse_requirements
 
         assert request.path is not None
-        spec = parse_requirements(request.path, env, request.path.read_bytes())
+        spec = parse_requirements(request.path, env,
+                                  read_request_file(request.path, "requirements file"))
         return Finding("request", True, f"{request.describe()}: {len(spec.requirements)} "
                        "requirements read")
     if request.kind == CONDA:
@@ -151,7 +153,8 @@ def _request(settings: Settings, env: Mapping[str, str]) -> Finding:
         from extensibility.conda.request import read_conda_request
 
         assert request.path is not None
-        conda, spec = read_conda_request(settings, request.path, request.path.read_bytes(), env)
+        conda, spec = read_conda_request(settings, request.path,
+                                         read_request_file(request.path, "conda file"), env)
         rattler = "py-rattler installed" if rattler_available() else "no py-rattler"
         return Finding("request", True, f"{request.describe()}: {conda.describe()[0]}; "
                        f"{len(spec.requirements)} requirements for the overlay; {rattler}")

@@ -13,7 +13,10 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from extensibility.inputs import read_regular
+
 DEFAULT_CHANNELS = ("conda-forge",)
+MAX_REPODATA = 1 << 30
 LOCAL_SCHEME = "file://"
 
 
@@ -55,7 +58,7 @@ class LocalChannels:
                 continue
             digest = hashlib.sha256()
             for repodata in _repodata_files(channel):
-                data = repodata.read_bytes()
+                data = read_regular(repodata, MAX_REPODATA)
                 digest.update(repodata.parent.name.encode())
                 digest.update(data)
                 _collect_names(json.loads(data), names, python_packages)

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from extensibility.errors import RequestInvalid
+from extensibility.redact import shown
 from extensibility.requirements import Origin
 
+MAX_SPEC = 1000  # characters of one match spec: real ones are short; bounds every regex here
 _KNOWN_KEYS = {"name", "channels", "dependencies", "variables", "prefix"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 _BRACKET_RE = re.compile(r"^\[(?P<body>[^\]]*)\]$")
@@ -58,12 +60,16 @@ def read_conda_file(path: Path, data: bytes) -> CondaFile:
     import yaml  # only a conda request pays for it
 
     try:
-        text = data.decode("utf-8")
+        text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RequestInvalid(f"{path}: not UTF-8 text ({exc.reason})",
                              fix="save the conda file as UTF-8") from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise RequestInvalid(f"{path}: nested too deeply to be a conda file",
+                             fix="a conda file is a flat mapping of name, channels, "
+                             "dependencies and variables") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -152,6 +158,8 @@ def parse_match_spec(origin: Origin) -> MatchSpec:
     """`pkg`, `pkg=1.2`, `pkg=1.2.*`, `pkg>=1,<2`, `pkg==1.2`, `pkg=1.2=build`, `pkg 1.2 build`,
     `channel::pkg`, `pkg[version='>=1',build=py*]`."""
     text = origin.text.strip()
+    if len(text) > MAX_SPEC:
+        raise _bad_spec(origin, f"longer than {MAX_SPEC} characters")
     channel = None
     if "::" in text:
         channel, text = (part.strip() for part in text.split("::", 1))
@@ -170,7 +178,7 @@ def parse_match_spec(origin: Origin) -> MatchSpec:
                 continue
             parsed = _BRACKET_ITEM_RE.fullmatch(item)
             if parsed is None or parsed.group("key") not in ("version", "build"):
-                raise _bad_spec(origin, f"unsupported bracket entry {item.strip()!r} "
+                raise _bad_spec(origin, f"unsupported bracket entry {shown(item.strip())} "
                                 "(version= and build= are understood)")
             if parsed.group("key") == "version":
                 version = parsed.group("value")
@@ -206,10 +214,10 @@ def _check_version(origin: Origin, version: str) -> None:
     for alternative in version.split("|"):
         for clause in alternative.split(","):
             if not _CLAUSE_RE.match(clause.strip()):
-                raise _bad_spec(origin, f"malformed version constraint {clause.strip()!r}")
+                raise _bad_spec(origin, f"malformed version constraint {shown(clause.strip())}")
 
 
 def _bad_spec(origin: Origin, reason: str) -> RequestInvalid:
-    return RequestInvalid(f"{origin}: not a conda match spec ({reason}): {origin.text}",
+    return RequestInvalid(f"{origin}: not a conda match spec ({reason})",
                           fix="write NAME, NAME=1.2, NAME>=1,<2, NAME=1.2=BUILD or "
                           "CHANNEL::NAME")

@@ -1,13 +1,19 @@
-"""Index options of a requirements file as command-line flags of each installer."""
+"""Index options of a requirements file as each installer's flags and variables.
+
+Package sources (index URLs, find-links) may carry credentials, and another local user can
+read any process's argv: they are given to the installer as environment variables (readable
+only by the same user), the way pip's and uv's documentation suggest for secrets. A source
+the request names joins the user's own variable of that name (an index URL replaces it).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from extensibility.requirements import IndexOptions
 
-# option attribute -> (pip flag, uv flag); None: the installer has no equivalent
+# option attribute -> (pip flag, uv flag): values without secrets
 _REPEATED = {
-    "extra_index_urls": ("--extra-index-url", "--extra-index-url"),
-    "find_links": ("--find-links", "--find-links"),
     "trusted_hosts": ("--trusted-host", "--allow-insecure-host"),
     "only_binary": ("--only-binary", "--only-binary"),
     "no_binary": ("--no-binary", "--no-binary"),
@@ -19,12 +25,16 @@ _SWITCHES: dict[str, tuple[list[str], list[str]]] = {
     # uv already prefers wheels it can use: --prefer-binary has no uv equivalent
     "prefer_binary": (["--prefer-binary"], []),
 }
+# source attribute -> (pip variable, uv variable)
+_SOURCES = {
+    "index_url": ("PIP_INDEX_URL", "UV_INDEX_URL"),
+    "extra_index_urls": ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL"),
+    "find_links": ("PIP_FIND_LINKS", "UV_FIND_LINKS"),
+}
 
 
 def _flags(options: IndexOptions, which: int) -> list[str]:
     flags: list[str] = []
-    if options.index_url:
-        flags += ["--index-url", options.index_url]
     for attribute, names in _REPEATED.items():
         for value in getattr(options, attribute):
             flags += [names[which], value]
@@ -34,9 +44,33 @@ def _flags(options: IndexOptions, which: int) -> list[str]:
     return flags
 
 
+def _sources(options: IndexOptions, which: int, env: Mapping[str, str]) -> dict[str, str]:
+    variables: dict[str, str] = {}
+    for attribute, names in _SOURCES.items():
+        value = getattr(options, attribute)
+        if not value:
+            continue
+        name = names[which]
+        if isinstance(value, str):  # the index URL: the request's replaces the user's
+            variables[name] = value
+        else:
+            variables[name] = " ".join([*env.get(name, "").split(), *value])
+    return variables
+
+
 def pip_flags(options: IndexOptions) -> list[str]:
     return _flags(options, 0)
 
 
 def uv_flags(options: IndexOptions) -> list[str]:
     return _flags(options, 1)
+
+
+def pip_sources(options: IndexOptions, env: Mapping[str, str]) -> dict[str, str]:
+    """The request's package sources as pip's variables, to add to `env`."""
+    return _sources(options, 0, env)
+
+
+def uv_sources(options: IndexOptions, env: Mapping[str, str]) -> dict[str, str]:
+    """The request's package sources as uv's variables, to add to `env`."""
+    return _sources(options, 1, env)

@@ -11,7 +11,7 @@ import re
 import sys
 
 from extensibility.installers.base import InstallJob, InstallResult, write_request_files
-from extensibility.installers.options import pip_flags
+from extensibility.installers.options import pip_flags, pip_sources
 from extensibility.log import Log
 from extensibility.process import check, run_streaming
 
@@ -29,8 +29,9 @@ class PipInstaller:
         if constraints:
             command += ["-c", str(constraints)]
         command += pip_flags(job.spec.options)
-        completed = run_streaming(command, job.env, log, "pip", job.work_dir / "build.log",
-                                  job.timeout)
+        sources = pip_sources(job.spec.options, job.env)
+        completed = run_streaming(command, {**job.env, **sources}, log, "pip",
+                                  job.work_dir / "build.log", job.timeout, shown=sources)
         check(completed, "pip", str(job.spec.files[0]), job.timeout,
               fix="read pip's message above; fix the requirement it names, or make the "
               "package available from the index")

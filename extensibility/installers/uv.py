@@ -18,9 +18,10 @@ from extensibility.errors import InstallFailed
 from extensibility.image import canonical_name
 from extensibility.installers.base import InstallJob, InstallResult, write_request_files
 from extensibility.installers.config import DELTA_FILE
-from extensibility.installers.options import uv_flags
+from extensibility.installers.options import uv_flags, uv_sources
 from extensibility.log import Log
 from extensibility.process import check, run_streaming
+from extensibility.redact import MASK, redact_url
 from extensibility.requirements import Requirement, RequirementsSpec
 
 _ADDED_RE = re.compile(r"^ \+ (?P<name>[A-Za-z0-9._-]+)(?:==(?P<version>\S+)| @ (?P<url>\S+))")
@@ -49,8 +50,9 @@ class UvInstaller:
 
     def _run(self, job: InstallJob, log: Log, arguments: list[str], label: str) -> str:
         command = [self.binary, *arguments, "--no-progress"]
-        completed = run_streaming(command, job.env, log, label, job.work_dir / "build.log",
-                                  job.timeout)
+        sources = uv_sources(job.spec.options, job.env)
+        completed = run_streaming(command, {**job.env, **sources}, log, label,
+                                  job.work_dir / "build.log", job.timeout, shown=sources)
         check(completed, label, str(job.spec.files[0]), job.timeout,
               fix="read uv's message above; fix the requirement it names, or make the "
               "package available from the index (EXTENSIBILITY_INSTALLER=pip to compare)")
@@ -61,6 +63,8 @@ def parse_dry_run(output: str, spec: RequirementsSpec) -> list[str]:
     """Requirement lines for what uv's dry run would add, hashes and editability kept."""
     by_name: dict[str, Requirement] = {r.name: r for r in spec.requirements if r.name}
     editable_paths = {str(Path(r.install_text)): r for r in spec.requirements if r.editable}
+    # uv prints URLs without their credentials: the request's own URL is installed instead
+    by_shown_url = {_bare(url): url for url in map(_url_of, spec.requirements) if url}
     lines: list[str] = []
     for raw in output.splitlines():
         match = _ADDED_RE.match(raw)
@@ -72,7 +76,7 @@ def parse_dry_run(output: str, spec: RequirementsSpec) -> list[str]:
         if match.group("version"):
             lines.append(f"{name}=={match.group('version')}{hashes}")
             continue
-        url = match.group("url")
+        url = by_shown_url.get(_bare(match.group("url")), match.group("url"))
         local = url[len("file://"):] if url.startswith("file://") else None
         if local is not None and local in editable_paths:
             lines.append(f"-e {local}")
@@ -88,5 +92,17 @@ def parse_dry_run(output: str, spec: RequirementsSpec) -> list[str]:
     return lines
 
 
+def _bare(url: str) -> str:
+    """A URL without its userinfo, whether uv masked it or left it out."""
+    return redact_url(url).replace(f"{MASK}@", "")
+
+
+def _url_of(requirement: Requirement) -> str | None:
+    """The URL of a direct reference (`name @ URL` or a bare URL), without its marker."""
+    text = requirement.install_text.split(";")[0].strip()
+    url = text.split(" @ ", 1)[1].strip() if " @ " in text else text
+    return url if "://" in url else None
+
+
 def _summary(line: str) -> str:
-    return line.split(" --hash=")[0]
+    return redact_url(line.split(" --hash=")[0])
