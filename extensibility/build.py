@@ -15,9 +15,14 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from extensibility import safety
 from extensibility.errors import BuildInterrupted, CheckFailed, InstallFailed
 from extensibility.faults import pause
-from extensibility.installers.config import REQUEST_FILES, installer_environment
+from extensibility.installers.config import (
+    REQUEST_FILES,
+    installer_environment,
+    unchecked_variables,
+)
 from extensibility.key import canonical_json
 from extensibility.layouts import Site, layout_for
 from extensibility.log import Log
@@ -110,11 +115,21 @@ def _install(start: Start, site: Site, work_dir: Path, log: Log) -> tuple[str, .
     from extensibility.installers.base import InstallJob, make_installer
 
     settings = start.settings
+    downloads = settings.cache_dir / "downloads"
+    if downloads.is_dir() and safety.clear_unsafe_cache(downloads):
+        log.warning("cache", f"{downloads} could be changed by other users: it was cleared "
+                    "(it only holds downloads)")
+    checked_only = any(settings.policy().values())
+    ignored = unchecked_variables(start.env) if checked_only else []
+    if ignored:
+        log.warning("policy", f"not passed to the installer (the policy does not check them): "
+                    f"{', '.join(ignored)}; config files are not read either")
     job = InstallJob(python=site.python, image_python=site.resolve_python, spec=site.spec,
                      work_dir=work_dir, timeout=settings.install_timeout,
                      env=installer_environment(start.env, start.installer, settings.cache_dir,
                                                settings.retries,
-                                               offline=settings.wheelhouse is not None),
+                                               offline=settings.wheelhouse is not None,
+                                               checked_only=checked_only),
                      held=tuple(site.protection.constraint_lines()), isolated=site.isolated)
     try:
         result = make_installer(start.installer, start.uv_binary).install(job, log)

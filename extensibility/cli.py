@@ -43,13 +43,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
         args = parse(arguments)  # exits 2 with argparse's message on a usage error
     log = Log("text", started=started)  # until the settings are read and valid
+    # what we create under the cache is never writable by others, whatever the umask; the
+    # server gets the umask it was started with back (handoff.execute)
+    from extensibility.safety import build_umask
+
+    umask = os.umask(build_umask())
     try:
         from extensibility.commands import Context
         from extensibility.settings import Settings
 
         settings = Settings.from_environ(env)
         log.fmt = settings.log_format
-        context = Context(settings, env, log)
+        context = Context(settings, env, log, umask)
         if args is None:
             from extensibility.commands.run import serve, server_command
 
@@ -73,6 +78,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         sys.stderr.write("extensibility: internal error (the traceback above is for a bug "
                          "report)\n")
         return INTERNAL_ERROR
+    finally:
+        os.umask(umask)
 
 
 def console_main() -> None:

@@ -77,7 +77,10 @@ def prepare_handoff(settings: Settings, command: Sequence[str] | None, env: Mapp
     return Handoff(program, (argv[0], *argv[1:]), new_env, settings.app_root)
 
 
-def execute(handoff: Handoff) -> NoReturn:
+def execute(handoff: Handoff, umask: int | None = None) -> NoReturn:
+    """Become the server (`umask`: the one the entrypoint was started with)."""
+    if umask is not None:
+        os.umask(umask)
     os.chdir(handoff.cwd)
     os.execve(handoff.program, list(handoff.argv), dict(handoff.env))
 

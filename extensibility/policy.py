@@ -18,6 +18,7 @@ from extensibility.errors import PolicyViolation
 from extensibility.installers.config import (
     EXTRA_INDEX_VARIABLES,
     INDEX_VARIABLES,
+    LINK_VARIABLES,
     SOURCE_VARIABLES,
 )
 from extensibility.redact import redact_url
@@ -38,6 +39,11 @@ def apply_policy(settings: Settings, spec: RequirementsSpec,
                                  "EXTENSIBILITY_NO_DIRECT_REFERENCES",
                                  "a URL, VCS or local-path requirement",
                                  "name the package and take it from the allowed index")
+        for where, text, _ in _local_links(spec, env):
+            raise _violation(where, text, "EXTENSIBILITY_NO_DIRECT_REFERENCES",
+                             "a local folder of packages (find-links) installs local artifacts",
+                             "take the packages from the allowed index, or mount them as "
+                             "EXTENSIBILITY_WHEELHOUSE (the operator's offline folder)")
     if settings.require_hashes:
         for requirement in spec.requirements:
             if not requirement.hashes or not (requirement.name is None
@@ -54,6 +60,11 @@ def apply_policy(settings: Settings, spec: RequirementsSpec,
                              "publish every package to one index and use only --index-url")
     if settings.allowed_index_hosts is not None:
         allowed = set(settings.allowed_index_hosts)
+        for where, text, _ in _local_links(spec, env):
+            raise _violation(where, text, "EXTENSIBILITY_ALLOWED_INDEX_HOSTS",
+                             "a local folder of packages (find-links) is on no allowed host",
+                             "take the packages from an allowed index, or mount them as "
+                             "EXTENSIBILITY_WHEELHOUSE (the operator's offline folder)")
         for where, text, url in _sources(spec, env):
             host = (urlsplit(url).hostname or "").lower()
             if host not in allowed:
@@ -64,6 +75,19 @@ def apply_policy(settings: Settings, spec: RequirementsSpec,
     if settings.require_hashes and not spec.options.require_hashes:
         return replace(spec, options=replace(spec.options, require_hashes=True))
     return spec
+
+
+def _local_links(spec: RequirementsSpec,
+                 env: Mapping[str, str]) -> Iterator[tuple[str, str, str]]:
+    """(where, text, path) of every find-links folder on this machine, not behind a URL."""
+    for attribute, value, origin in spec.option_lines:
+        if attribute == "find_links" and value and ("://" not in value or
+                                                    value.startswith("file:")):
+            yield str(origin), origin.text, value
+    for variable in LINK_VARIABLES:
+        for path in env.get(variable, "").split():
+            if "://" not in path or path.startswith("file:"):
+                yield f"the environment variable {variable}", path, path
 
 
 def _is_direct(requirement: Requirement) -> bool:
@@ -88,7 +112,8 @@ def _sources(spec: RequirementsSpec,
         if attribute in ("index_url", "extra_index_urls") and value:
             file_index = file_index or attribute == "index_url"
             yield str(origin), origin.text, value
-        elif attribute == "find_links" and value and "://" in value:
+        elif attribute == "find_links" and value and "://" in value and \
+                not value.startswith("file:"):
             yield str(origin), origin.text, value
     env_index = False
     for variable in SOURCE_VARIABLES:

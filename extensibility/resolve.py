@@ -61,8 +61,9 @@ def resolve(start: Start, log: Log) -> Resolved:
 def miss_reason(start: Start, resolved: Resolved) -> str:
     """Why there is no environment: compares with the last one built for the same file."""
     store = start.store
-    if store.damaged(resolved.key):
-        return f"environment {resolved.key} is damaged (its interpreter is missing): rebuilding"
+    damage = store.damaged(resolved.key)
+    if damage is not None:
+        return f"environment {resolved.key} is damaged ({damage}): rebuilding"
     previous = [e for e in store.entries()
                 if e.complete and e.document and e.origin
                 and e.origin.get("request_file") == str(start.request_path)]

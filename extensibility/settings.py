@@ -34,9 +34,12 @@ def _default_cache_dir(env: Mapping[str, str]) -> str:
 
 
 def _creatable(path: Path) -> bool:
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK)
+    try:
+        for candidate in (path, *path.parents):
+            if candidate.exists():
+                return candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK)
+    except OSError:  # an unreadable HOME: fall back to /tmp
+        return False
     return False
 
 

@@ -12,11 +12,15 @@ Layout (docs/cache.md):
 An environment is valid only when `complete` exists; it is written last, atomically.
 A start holds a shared `flock` on `KEY.use` from before its final lookup through `exec`
 (the descriptor is inherited), so the clean-up can tell which environments are in use.
+Who may change the cache is safety.py's rule; the store applies it on every lookup.
+A cache this user cannot write (read-only, or prepared by root) still serves: the in-use
+lock is then taken on a read-only descriptor, or not at all.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -26,7 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from extensibility.errors import LockTimeout, UnsafeCache
+from extensibility import safety
+from extensibility.errors import LockTimeout
 from extensibility.log import Log
 
 META = ".extensibility"
@@ -69,74 +74,74 @@ class Store:
         return self.env_dir(key) / META
 
     def lookup(self, key: str) -> Path | None:
-        """The environment for `key` if it is complete and its interpreter is there.
+        """The environment for `key` if it is complete, sound and safe to run.
 
-        The warm path: two stat calls, no lock (a complete environment is never changed)."""
+        The warm path: a few stat calls, no lock (a complete environment is never changed)."""
         root = self.env_dir(key)
-        if (root / META / MARKER).is_file() and (root / "bin" / "python").exists():
-            self.check_safe(root)
-            return root
-        return None
+        if not (root / META / MARKER).is_file() or self.damage(key) is not None:
+            return None
+        self.check_safe(root)
+        return root
 
     def check_safe(self, environment: Path | None = None) -> None:
-        """Refuse a cache another user could change (group/world-writable folders, or folders
-        owned by someone else): the server would exec whatever they put there."""
-        uid = os.getuid()
-        for folder in (self.root, self.envs, *((environment,) if environment else ())):
-            try:
-                info = os.stat(folder)
-            except FileNotFoundError:
-                continue
-            if info.st_uid != uid:
-                raise UnsafeCache(f"{folder} belongs to uid {info.st_uid}, not to this user "
-                                  f"({uid})", fix=f"chown -R {uid} {folder}, or point "
-                                  "EXTENSIBILITY_CACHE_DIR at a folder of this user's")
-            if info.st_mode & 0o022:
-                raise UnsafeCache(f"{folder} can be written by other users (mode "
-                                  f"{info.st_mode & 0o777:o})",
-                                  fix=f"chmod go-w {folder}, or point EXTENSIBILITY_CACHE_DIR "
-                                  "at a subfolder of it, which is then created private (for a "
-                                  "group-writable volume, e.g. a Kubernetes fsGroup mount)")
+        """Refuse (exit 92) a cache another user could change: the server would run what
+        they put there (safety.py). With `environment`: also the folders it runs from."""
+        folders = [self.root, self.envs, self.locks, self.root / "warm"]
+        if environment is not None:
+            folders += [environment, environment / META, environment / "bin",
+                        *sorted((environment / "lib").glob("python*/site-packages"))]
+        safety.check(folders)
 
-    def damaged(self, key: str) -> bool:
-        """Marked complete, but its interpreter is gone (a base Python removed or moved)."""
+    def damage(self, key: str) -> str | None:
+        """What is wrong with an environment marked complete (None: nothing): its interpreter
+        gone (a base Python removed or moved) or emptied, or its activation unreadable."""
         root = self.env_dir(key)
-        return (root / META / MARKER).is_file() and not (root / "bin" / "python").exists()
+        try:
+            info = os.stat(root / "bin" / "python")  # through the link, to the interpreter
+        except OSError:
+            return "its interpreter is missing"
+        if info.st_size == 0 or not info.st_mode & 0o111:
+            return "its interpreter is not a program"
+        activation = root / META / "activation.json"
+        if activation.exists() and not isinstance(_read_json(activation), dict):
+            return "its activation.json is unreadable"
+        return None
 
-    def hold(self, key: str) -> int:
+    def damaged(self, key: str) -> str | None:
+        """Marked complete but damaged: what is wrong (None: not damaged)."""
+        if not (self.meta_dir(key) / MARKER).is_file():
+            return None
+        return self.damage(key)
+
+    def hold(self, key: str) -> int | None:
         """Take a shared lock marking the environment in use, for this process and whatever
-        it execs (the descriptor is inheritable). Blocks only while a clean-up removes it."""
-        self._ensure_root()
-        descriptor = os.open(self.use_lock_path(key), os.O_RDWR | os.O_CREAT, 0o600)
+        it execs (the descriptor is inheritable). Blocks only while a clean-up removes it.
+
+        In a cache this user cannot write (read-only, or prepared by root) the lock file is
+        opened read-only (flock needs no write access), or, when it does not exist and
+        cannot be made, not taken (None): nobody can clean such a cache up under us."""
+        try:
+            self._ensure_root()
+            descriptor = os.open(self.use_lock_path(key),
+                                 os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, safety.file_mode())
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            try:
+                descriptor = os.open(self.use_lock_path(key), os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                return None
         fcntl.flock(descriptor, fcntl.LOCK_SH)
         os.set_inheritable(descriptor, True)
         return descriptor
 
     def in_use(self, key: str) -> bool:
         """Whether a process runs in the environment (holds its shared in-use lock)."""
-        path = self.use_lock_path(key)
-        if not path.exists():
-            return False
-        descriptor = os.open(path, os.O_RDWR)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(descriptor)  # closing releases the probe's lock
-        return False
+        return _locked(self.use_lock_path(key))
 
     def building(self, key: str) -> bool:
         """Whether a start holds the key's build lock right now."""
-        from filelock import FileLock, Timeout
-
-        lock = FileLock(str(self.build_lock_path(key)))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            return True
-        lock.release()
-        return False
+        return _locked(self.build_lock_path(key))
 
     @contextlib.contextmanager
     def exclusive(self, key: str) -> Iterator[bool]:
@@ -172,8 +177,9 @@ class Store:
     def journal(self, **record: Any) -> None:
         """Append one line to the build journal (O_APPEND: whole lines, even from replicas)."""
         line = json.dumps({"time": round(time.time(), 3), "pid": os.getpid(), **record}) + "\n"
-        descriptor = os.open(self.root / "journal.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-                             0o600)
+        descriptor = os.open(self.root / "journal.jsonl",
+                             os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                             safety.file_mode())
         try:
             os.write(descriptor, line.encode())
         finally:
@@ -212,7 +218,7 @@ class Store:
         try:
             import socket
 
-            _write_atomic(owner_file, json.dumps(
+            write_atomic(owner_file, json.dumps(
                 {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
             yield
         finally:
@@ -229,12 +235,14 @@ class Store:
         return leftover
 
     def publish(self, key: str, document: str, origin: dict[str, Any]) -> None:
+        """Record what was built, make the tree safe (safety.secure_tree), then the marker."""
         meta = self.meta_dir(key)
         meta.mkdir(parents=True, exist_ok=True)
-        _write_atomic(meta / "key.json", document)
-        _write_atomic(meta / "origin.json", json.dumps(origin, indent=1, sort_keys=True))
+        safety.secure_tree(self.env_dir(key))
+        write_atomic(meta / "key.json", document)
+        write_atomic(meta / "origin.json", json.dumps(origin, indent=1, sort_keys=True))
         (meta / "last-access").touch()
-        _write_atomic(meta / MARKER, json.dumps({"key": key, "completed": time.time()}))
+        write_atomic(meta / MARKER, json.dumps({"key": key, "completed": time.time()}))
 
     def discard(self, key: str) -> None:
         root = self.env_dir(key)
@@ -266,7 +274,7 @@ class Store:
 
     def _ensure_root(self) -> None:
         for folder in (self.root, self.envs, self.locks):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.mkdir(mode=safety.folder_mode(), parents=True, exist_ok=True)
         self.check_safe()
 
 
@@ -284,13 +292,39 @@ def folder_size(path: Path) -> int:
     return total
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+def write_atomic(path: Path, text: str) -> None:
+    """Write `path` whole or not at all: a temporary file made exclusively (O_EXCL, links
+    not followed, an unpredictable name), synced, then renamed over `path`."""
+    import tempfile
+
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(descriptor, safety.file_mode())
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _locked(path: Path) -> bool:
+    """Whether someone holds a lock on `path` (probed on a read-only descriptor, so a
+    cache this user cannot write can still be listed)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # closing releases the probe's lock
+    return False
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from extensibility import safety
 from extensibility.fingerprint import fingerprint_path, fingerprint_wheelhouse, sha256_file
+from extensibility.inputs import read_regular
 from extensibility.log import Log
 from extensibility.redact import secret_digest
 from extensibility.start import Start
+from extensibility.store import write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 SCHEMA = 2
 FOLDER = "warm"
+MAX_NOTE = 16 << 20
 
 
 def warm_digest(start: Start) -> str:
@@ -61,8 +64,10 @@ def note_path(start: Start) -> Path:
 
 def find(start: Start, log: Log) -> Path | None:
     """The environment, if the request is unchanged since a start that wrote a note."""
+    path = note_path(start)
     try:
-        note = json.loads(note_path(start).read_text(encoding="utf-8"))
+        safety.check([path])  # the folder is checked with the store's (lookup below)
+        note = json.loads(read_regular(path, MAX_NOTE))
     except (OSError, ValueError):
         return None
     if not isinstance(note, dict) or not still_valid(note, start.env):
@@ -102,10 +107,8 @@ def remember(start: Start, resolved: Resolved) -> None:
     """Leave the note for the next start (best effort: a read-only cache just stays slow)."""
     path = note_path(start)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(note_for(resolved), sort_keys=True), encoding="utf-8")
-        os.replace(temporary, path)
+        path.parent.mkdir(mode=safety.folder_mode(), parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(note_for(resolved), sort_keys=True))
     except OSError:
         pass
 

@@ -66,6 +66,7 @@ def test_never_in_use_being_built_or_used_within_min_idle(tmp_path: Path) -> Non
         environment(store, key, used=NOW - 10 * DAY)
     environment(store, "just-used", used=NOW - 30)
     descriptor = store.hold("serving")  # a server runs in it
+    assert descriptor is not None
     build = FileLock(str(store.build_lock_path("building")))
     build.acquire()
     try:

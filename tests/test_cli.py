@@ -84,7 +84,7 @@ def test_doctor_and_a_start_apply_the_same_cache_rule(
     envs.chmod(0o777)
     settings = Settings.from_environ(setup.env)
     [cache] = [f for f in diagnose(settings, setup.env, ["true"]) if f.item == "cache"]
-    assert not cache.ok and str(envs) in cache.detail and "chmod go-w" in (cache.fix or "")
+    assert not cache.ok and str(envs) in cache.detail and "chmod -R go-w" in (cache.fix or "")
     assert main(["run", "--", "true"], setup.env) == 92
     assert "can be written by other users" in capsys.readouterr().err
     envs.chmod(0o755)
@@ -95,7 +95,7 @@ def test_doctor_and_a_start_apply_the_same_cache_rule(
 WARM_PROBE = """
 import json, sys
 import extensibility.handoff as handoff
-def report(h):
+def report(h, umask=None):
     print(json.dumps(sorted(sys.modules)))
     sys.exit(0)
 handoff.execute = report

@@ -309,7 +309,7 @@ def test_a_cache_other_users_can_write_is_refused_with_92(
     cache.chmod(0o777)
     result = run_entrypoint(image, env, "run", "--", "true")  # the warm path checks too
     assert result.returncode == 92, result.stderr
-    assert "can be written by other users" in result.stderr and "chmod go-w" in result.stderr
+    assert "can be written by other users" in result.stderr and "chmod -R go-w" in result.stderr
 
 
 def test_credentials_in_variables_and_urls_are_not_kept_in_the_cache(

@@ -127,4 +127,4 @@ def test_doctor_names_each_fault_and_its_fix(image: ImageVenv, app: Path, cache:
     assert set(failed) == {"cache", "server", "request"}
     assert "can be written by other users" in failed["cache"]  # the start's own words
     assert result.stdout.count("fix:") == 3
-    assert f"chmod go-w {cache}" in result.stdout
+    assert f"chmod -R go-w {cache}" in result.stdout

@@ -18,7 +18,7 @@ from extensibility.store import Store
 
 def fake_env(root: Path) -> None:
     (root / "bin").mkdir(parents=True)
-    (root / "bin" / "python").write_text("")
+    (root / "bin" / "python").symlink_to(sys.executable)
 
 
 def test_an_environment_counts_only_once_published(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_a_cache_others_can_write_is_refused(tmp_path: Path) -> None:
     (tmp_path / "cache").chmod(0o777)
     with pytest.raises(UnsafeCache, match="can be written by other users") as caught:
         store.lookup("k1")
-    assert caught.value.exit_code == 92 and "chmod go-w" in str(caught.value)
+    assert caught.value.exit_code == 92 and "chmod -R go-w" in str(caught.value)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")

@@ -28,7 +28,9 @@ COMMANDS: Mapping[str, tuple[str, str]] = {
 class Context:
     """What every command gets: the settings (read once), the environment and the log."""
 
-    def __init__(self, settings: Settings, env: Mapping[str, str], log: Log) -> None:
+    def __init__(self, settings: Settings, env: Mapping[str, str], log: Log,
+                 umask: int = 0o022) -> None:
         self.settings = settings
         self.env = env
         self.log = log
+        self.umask = umask  # the one the process was started with, for the server

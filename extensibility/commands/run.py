@@ -53,4 +53,4 @@ def serve(context: Context, command: Sequence[str]) -> int:
     lib_path = start.request.path if start.request.kind == LIB_PATH else None
     handoff = prepare_handoff(context.settings, command, context.env, environment, lib_path)
     context.log.phase("exec", f"{handoff.describe()} (cwd {handoff.cwd})")
-    execute(handoff)
+    execute(handoff, context.umask)

@@ -129,7 +129,11 @@ def _check_channels(settings: Settings, path: Path, channels: tuple[str, ...]) -
     if settings.allowed_index_hosts is None:
         return
     for channel in remote:
-        host = (urlsplit(channel).hostname or "") if "://" in channel else CONDA_HOST
+        try:
+            host = (urlsplit(channel).hostname or "") if "://" in channel else CONDA_HOST
+        except ValueError:
+            raise RequestInvalid(f"{path}: conda channel {redact_url(channel)!r} is not a "
+                                 "valid URL", fix="correct the channel URL") from None
         if host.lower() not in settings.allowed_index_hosts:
             raise PolicyViolation(
                 f"{path}: conda channel {redact_url(channel)!r} is refused by "

@@ -48,6 +48,29 @@ PIP_TO_UV = {
 }
 
 
+# With a policy rule on, the installers see only configuration the policy has checked: the
+# source variables (checked like the request's own options), how they print, and switches
+# that cannot name a source. Everything else PIP_*/UV_* (config files, UV_OVERRIDE,
+# constraint files, index strategies, ...) is not passed on, and no config file is read.
+_CHECKED_VARIABLES = {
+    *SOURCE_VARIABLES, *_PRESENTATION_VARIABLES, "PIP_TRUSTED_HOST", "UV_INSECURE_HOST",
+    "PIP_PRE", "UV_PRERELEASE", "PIP_NO_INDEX", "UV_NO_INDEX", "PIP_REQUIRE_HASHES",
+    "UV_REQUIRE_HASHES", "PIP_ONLY_BINARY", "UV_ONLY_BINARY", "PIP_NO_BINARY", "UV_NO_BINARY",
+    "PIP_PREFER_BINARY", "UV_PYTHON_DOWNLOADS",
+}
+
+
+def _already_checked_only(name: str, value: str) -> bool:
+    """What a policy run sets anyway (a hermetic set-up has these)."""
+    return (name, value) in (("PIP_CONFIG_FILE", os.devnull), ("UV_NO_CONFIG", "1"))
+
+
+def unchecked_variables(env: Mapping[str, str]) -> list[str]:
+    """The user's PIP_*/UV_* variables a policy run does not pass on."""
+    return sorted(k for k, v in env.items() if k.startswith(("PIP_", "UV_"))
+                  and k not in _CHECKED_VARIABLES and not _already_checked_only(k, v))
+
+
 def translated_variables(installer: str, env: Mapping[str, str]) -> dict[str, str]:
     """What uv should see of the user's pip settings (nothing for pip)."""
     if installer != "uv":
@@ -67,22 +90,29 @@ def installer_settings(installer: str, env: Mapping[str, str]) -> dict[str, obje
     effective = {**env, **translated_variables(installer, env)}
     variables = {name: redact_url(value) for name, value in sorted(effective.items())
                  if name.startswith(prefix) and name not in _PRESENTATION_VARIABLES}
-    files = {str(p): sha256_file(p) for p in _config_files(installer, env) if p.is_file()}
+    files = {str(p): digest for p in _config_files(installer, env)
+             if (digest := _digest_if_file(p)) is not None}
     # constraint files named by variables change the result by their content, not their path
     for name in ("UV_CONSTRAINT", "UV_OVERRIDE") if installer == "uv" else ("PIP_CONSTRAINT",):
         for path in map(Path, effective.get(name, "").split()):
-            if path.is_file():
-                files[str(path)] = sha256_file(path)
+            digest = _digest_if_file(path)
+            if digest is not None:
+                files[str(path)] = digest
     return {"variables": variables, "config_files": files}
 
 
 def installer_environment(env: Mapping[str, str], installer: str, cache_dir: Path,
-                          retries: int, *, offline: bool) -> dict[str, str]:
+                          retries: int, *, offline: bool, checked_only: bool) -> dict[str, str]:
     """The user's environment, plus what the user did not choose: a download cache beside
     our environments (HOME may be missing or read-only for a container's user, and a cache on
     the same volume lets uv link files instead of copying them), our retry count, and for uv
-    the user's PIP_* index settings under uv's names."""
+    the user's PIP_* index settings under uv's names. `checked_only` (a policy rule is on):
+    no config file and only the variables the policy checks (see `_CHECKED_VARIABLES`)."""
     result = without_sources(env) if offline else dict(env)
+    if checked_only:
+        for name in unchecked_variables(result):
+            del result[name]
+        result.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1")
     result.update(translated_variables(installer, result))
     result.setdefault("PIP_RETRIES", str(retries))
     result.setdefault("UV_HTTP_RETRIES", str(retries))
@@ -91,6 +121,15 @@ def installer_environment(env: Mapping[str, str], installer: str, cache_dir: Pat
     if not (env.get("PIP_CACHE_DIR") or env.get("PIP_NO_CACHE_DIR")):
         result["PIP_CACHE_DIR"] = str(cache_dir / "downloads" / "pip")
     return result
+
+
+def _digest_if_file(path: Path) -> str | None:
+    """A config file's digest; None when it is missing, unreadable or not a regular file
+    (an unreadable HOME, a FIFO: the installer cannot read it either)."""
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
 
 
 def _config_files(installer: str, env: Mapping[str, str]) -> list[Path]:
