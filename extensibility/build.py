@@ -133,6 +133,8 @@ def _install(start: Start, site: Site, work_dir: Path, log: Log) -> tuple[str, .
                      held=tuple(site.protection.constraint_lines()), isolated=site.isolated)
     try:
         result = make_installer(start.installer, start.uv_binary).install(job, log)
+        if downloads.is_dir():  # what the installers cached is private too (uv's lock files)
+            safety.secure_tree(downloads)
     except InstallFailed as failure:
         _blame_held(site, start.request_path, failure)
         wheels = wheelhouse_folder(settings)

@@ -187,9 +187,10 @@ class _Parser:
                                fix="download the file next to this one and include it "
                                "by a relative path")
             included = base / value
-            if not _safe(included.is_file):
-                raise _invalid(origin, f"included file {included} does not exist",
-                               fix="fix the path; it is relative to the including file")
+            if not _safe(included.exists):
+                raise _invalid(origin, "the included file does not exist",
+                               fix=f"fix the path; it is relative to the including file's "
+                               f"folder {base}")
             self.parse_file(included, constraint=constraint or attribute == "constraint",
                             stack=stack)
         elif attribute == "editable":
@@ -432,9 +433,25 @@ def _url_requirement(origin: Origin, text: str, editable: bool) -> Requirement:
     if url.startswith("file:"):
         local = Path(url[len("file://"):] if url.startswith("file://") else url[len("file:"):])
         return _path_requirement(origin, str(local) + (f"; {marker}" if marker else ""), editable)
+    _check_url(origin, url)
     key = _url_key(url) + (f"; {marker}" if marker else "")
     return Requirement(install_text=text, key_text=key, name=_egg_name(url), origin=origin,
                        editable=editable)
+
+
+def _check_url(origin: Origin, url: str) -> None:
+    """A URL requirement the installers can fetch: a known scheme and a host."""
+    from urllib.parse import urlsplit
+
+    bare = url.split("+", 1)[1] if url.startswith(_VCS_PREFIXES) else url
+    try:
+        parts = urlsplit(bare)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https", "ssh", "git") or not parts.hostname:
+        raise _invalid(origin, "not a valid URL requirement (a URL needs http, https, ssh or "
+                       "git and a host)", fix="write the URL in full, e.g. "
+                       "https://host/path/name-1.0-py3-none-any.whl, or NAME @ URL")
 
 
 def _path_requirement(origin: Origin, text: str, editable: bool) -> Requirement:
@@ -447,11 +464,12 @@ def _path_requirement(origin: Origin, text: str, editable: bool) -> Requirement:
     if not path.is_absolute():
         path = origin.path.parent / path
     if not _safe(path.exists):
-        raise _invalid(origin, f"local path {path} does not exist",
-                       fix="fix the path; it is relative to the requirements file")
+        raise _invalid(origin, "the local path does not exist",
+                       fix=f"fix the path; it is relative to the requirements file's folder "
+                       f"{origin.path.parent}")
     if path.is_dir() and not ((path / "pyproject.toml").is_file() or (path / "setup.py").is_file()):
-        raise _invalid(origin, f"folder {path} is not a Python project "
-                       "(no pyproject.toml or setup.py)")
+        raise _invalid(origin, "the local folder is not a Python project (no pyproject.toml "
+                       "or setup.py)")
     absolute = str(path.absolute())
     suffix = extras + (f"; {marker}" if marker else "")
     fingerprint = fingerprint_path(path)

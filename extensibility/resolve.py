@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from extensibility.errors import RequestNotSupported
 from extensibility.key import differences, key_document, key_of
 from extensibility.log import Log
 from extensibility.offline import offline, wheelhouse_folder
@@ -46,6 +47,8 @@ def resolve(start: Start, log: Log) -> Resolved:
     else:
         spec = parse_requirements(path, start.env, start.request_data)
     spec = apply_policy(settings, spec, start.env)
+    if start.installer == "uv":
+        _uv_can_install(spec)
     wheels = wheelhouse_folder(settings)
     if wheels is not None:
         spec = offline(spec, wheels)
@@ -56,6 +59,16 @@ def resolve(start: Start, log: Log) -> Resolved:
               f"{len(spec.constraints)} constraints, installer {start.installer}): "
               f"{'hit' if hit else 'miss'}")
     return Resolved(spec, conda, document, key)
+
+
+def _uv_can_install(spec: RequirementsSpec) -> None:
+    """uv has no per-requirement options: say so at the user's line, before any install."""
+    for requirement in spec.requirements:
+        if requirement.extra_options:
+            raise RequestNotSupported(
+                f"{requirement.origin}: per-requirement options (--config-settings, "
+                "--global-option) are not supported by uv",
+                fix="set EXTENSIBILITY_INSTALLER=pip for this request, or drop the options")
 
 
 def miss_reason(start: Start, resolved: Resolved) -> str:
