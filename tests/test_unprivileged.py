@@ -34,7 +34,7 @@ def shared_tmp() -> Iterator[Path]:
 
 
 def as_user(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["su", USER, "-s", "/bin/sh", "-c", '"$0" "$@"', *command], env=env,
+    return subprocess.run(["su", USER, "-s", "/bin/sh", "-c", '"$0" "$@"', "--", *command], env=env,
                           capture_output=True, text=True, timeout=300, check=False, cwd="/")
 
 
