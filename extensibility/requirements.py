@@ -34,6 +34,7 @@ MAX_LINE = 64 << 10  # characters of one logical line (continuations joined)
 _BOM = b"\xef\xbb\xbf"
 _ENV_VAR_RE = re.compile(r"\$\{([A-Z0-9_]+)\}")
 _VCS_PREFIXES = ("git+", "hg+", "svn+", "bzr+")
+_URL_SCHEMES = ("http", "https", "ssh", "git", "svn", "bzr", "ftp", "sftp")
 _ARCHIVE_SUFFIXES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".tar")
 _HASH_RE = re.compile(r"^(sha256|sha384|sha512):[0-9a-fA-F]+$")
 
@@ -160,7 +161,7 @@ class _Parser:
     def _parse_line(self, origin: Origin, constraint: bool, stack: tuple[Path, ...]) -> None:
         if len(origin.text) > MAX_LINE:
             raise _invalid(origin, f"the line is longer than {MAX_LINE} characters")
-        if not origin.text.isprintable():
+        if not origin.text.replace("\t", " ").isprintable():
             raise _invalid(origin, "the line holds a control character (from a ${VAR} value "
                            "with a newline?)", fix="remove it; a ${VAR} must expand to text "
                            "on one line")
@@ -443,14 +444,16 @@ def _check_url(origin: Origin, url: str) -> None:
     """A URL requirement the installers can fetch: a known scheme and a host."""
     from urllib.parse import urlsplit
 
-    bare = url.split("+", 1)[1] if url.startswith(_VCS_PREFIXES) else url
+    vcs = url.startswith(_VCS_PREFIXES)
     try:
-        parts = urlsplit(bare)
+        parts = urlsplit(url.split("+", 1)[1] if vcs else url)
     except ValueError:
         parts = None
-    if parts is None or parts.scheme not in ("http", "https", "ssh", "git") or not parts.hostname:
-        raise _invalid(origin, "not a valid URL requirement (a URL needs http, https, ssh or "
-                       "git and a host)", fix="write the URL in full, e.g. "
+    local_vcs = vcs and parts is not None and parts.scheme == "file" and bool(parts.path)
+    fetchable = parts is not None and parts.scheme in _URL_SCHEMES and bool(parts.hostname)
+    if not (local_vcs or fetchable):
+        raise _invalid(origin, "not a valid URL requirement (a URL needs a scheme such as "
+                       "https and a host)", fix="write the URL in full, e.g. "
                        "https://host/path/name-1.0-py3-none-any.whl, or NAME @ URL")
 
 

@@ -322,10 +322,13 @@ def test_an_included_system_file_is_not_quoted(tmp_path: Path) -> None:
 
 # --- 12: what reaches the installer -------------------------------------------------------
 
-def test_garbage_urls_fail_at_parse_time(tmp_path: Path) -> None:
+def test_garbage_urls_fail_at_parse_time_real_ones_pass(tmp_path: Path) -> None:
     for text in ("https://\n", "http://[::1/x.whl\n", "git+https://\n"):
         error = refused(partial(parse_requirements, write(tmp_path / "r.txt", text), {}))
         assert str(error).startswith(f"{tmp_path / 'r.txt'}:1: ") and "URL" in str(error)
+    fine = write(tmp_path / "ok.txt", "git+file:///srv/repo#egg=a\nsvn+svn://h/r#egg=b\n"
+                 "https://h.example/c-1.0-py3-none-any.whl\nd\t==1.0\n")
+    assert len(parse_requirements(fine, {}).requirements) == 4
 
 
 def test_per_requirement_options_under_uv_cite_the_users_line(

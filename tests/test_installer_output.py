@@ -52,3 +52,15 @@ def test_pip_summary_line() -> None:
               "Successfully installed greeting-1.0 my-pkg.name-2.0rc1 tinydep-1.1\n")
     assert parse_installed(output) == ("greeting==1.0", "my-pkg.name==2.0rc1", "tinydep==1.1")
     assert parse_installed("Requirement already satisfied: greeting\n") == ()
+
+
+def test_uv_plan_installs_the_requests_url_not_the_masked_one_uv_prints(tmp_path: Path) -> None:
+    """uv prints a direct reference without its credentials; the second step needs them."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("private @ https://bot:t0ken@files.example/private-1.0-py3-none-any"
+                            ".whl\n")
+    spec = parse_requirements(requirements, {})
+    for shown in ("https://files.example/private-1.0-py3-none-any.whl",
+                  "https://****@files.example/private-1.0-py3-none-any.whl"):
+        lines = parse_dry_run(f"Would install 1 package\n + private @ {shown}\n", spec)
+        assert lines == ["private @ https://bot:t0ken@files.example/private-1.0-py3-none-any.whl"]
