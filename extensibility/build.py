@@ -27,7 +27,7 @@ from extensibility.key import canonical_json
 from extensibility.layouts import Site, layout_for
 from extensibility.log import Log
 from extensibility.offline import explain_missing, wheelhouse_folder
-from extensibility.protection import conflict
+from extensibility.protection import conflict_error
 from extensibility.resolve import Resolved, miss_reason
 from extensibility.start import Start
 
@@ -87,10 +87,13 @@ def _build(start: Start, resolved: Resolved, log: Log) -> None:
             log.warning("change", line)
         else:
             log.phase("change", line)
-    _check(settings.install_timeout, site, log)
-    from extensibility.activation import write_activation
+    from extensibility.activation import apply_activation, write_activation
 
-    write_activation(work_dir, layout.activation(root))
+    activation = layout.activation(root)
+    probe_env = {**start.env, "PATH": f"{root / 'bin'}:{start.env.get('PATH', '')}"}
+    apply_activation(activation, probe_env, root / "bin")
+    _check(settings.install_timeout, site, probe_env, log)
+    write_activation(work_dir, activation)
     pause(start.env, "publish", log)
     conda = resolved.conda
     store.publish(resolved.key, canonical_json(resolved.document), {
@@ -179,22 +182,25 @@ def _blame_held(site: Site, request_file: Path, failure: InstallFailed) -> None:
         return
     culprits = [r for r in site.spec.requirements
                 if r.name and r.name not in protection.held and _mentions(failure.message, r.name)]
-    where = ", ".join(str(r.origin) for r in culprits) or str(request_file)
-    text = "; ".join(r.origin.text for r in culprits) or "the request"
-    raise conflict(protection, where, text, named,
-                   detail=f"the installer said:\n{failure.message}") from failure
+    reasons = [f"{h.name} is held to {h.constraint()}: {h.why()}" for h in named]
+    conflicts = [(str(r.origin), r.origin.text, reasons) for r in culprits] or \
+        [(str(request_file), "the request", reasons)]
+    raise conflict_error(protection, conflicts,
+                         detail=f"the installer said:\n{failure.message}") from failure
 
 
 def _mentions(text: str, name: str) -> bool:
     return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text, re.IGNORECASE) is not None
 
 
-def _check(timeout: float, site: Site, log: Log) -> None:
-    """Before the marker: environment + image consistent, and the server still imports."""
-    from extensibility.consistency import new_problems, smoke_import_error, start_smoke_import
+def _check(timeout: float, site: Site, env: Mapping[str, str], log: Log) -> None:
+    """Before the marker: the server can start in the environment (every mode), and the
+    environment with the image is consistent (`off`: inconsistencies are warnings)."""
+    from extensibility.boot import describe
+    from extensibility.consistency import boot_error, new_problems, start_boot_probe
 
     protection = site.protection
-    smoke = start_smoke_import(site.python, protection.module) if protection.module else None
+    boot = start_boot_probe(site.python, protection.module, env) if protection.module else None
     try:
         problems = new_problems([str(site.site_packages), *site.base_dirs], list(site.base_dirs))
         if problems and protection.mode != "off":
@@ -203,18 +209,24 @@ def _check(timeout: float, site: Site, log: Log) -> None:
                               "EXTENSIBILITY_PROTECT=off to accept them (at your own risk)")
         for problem in problems:
             log.warning("check", problem)
-        error = smoke_import_error(smoke, timeout) if smoke else None
+        error = boot_error(boot, timeout) if boot else None
     finally:
-        if smoke is not None and smoke.poll() is None:  # not needed after a failure
-            smoke.kill()
-            smoke.wait()
+        if boot is not None and boot.poll() is None:  # not needed after a failure
+            boot.kill()
+            boot.wait()
     if error is not None:
-        raise CheckFailed(f"the scoring server no longer imports in this environment "
-                          f"(import {protection.module}):\n{error}",
-                          fix="a package of the request shadows or breaks a module the "
-                          "server needs; remove or change it")
-    log.phase("check", f"consistent; import {protection.module} works" if smoke
-              else "consistent")
+        assert protection.module is not None
+        raise CheckFailed(f"the scoring server cannot start in this environment "
+                          f"({describe(protection.module)} failed):\n{error}",
+                          fix="a package of the request breaks a module the server loads at "
+                          "boot (named above); pin it to the version the image has, or remove "
+                          "it. This fails the build whatever EXTENSIBILITY_PROTECT says")
+    proved = describe(protection.module) if boot and protection.module else None
+    if problems:
+        log.warning("check", f"{len(problems)} dependency conflicts accepted "
+                    f"(EXTENSIBILITY_PROTECT=off); " + (proved or "no server to start"))
+    else:
+        log.phase("check", "consistent" + (f"; {proved}" if proved else ""))
 
 
 @contextlib.contextmanager

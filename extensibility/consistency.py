@@ -1,4 +1,4 @@
-"""After a build, before its marker: is overlay + image consistent, does the server import?
+"""After a build, before its marker: is overlay + image consistent, can the server start?
 
 The dependency check is pip check's, done in-process over the overlay's import path (the
 overlay's site-packages, then the image's), so it also covers packages only in the image.
@@ -8,10 +8,11 @@ Problems the image already had are not blamed on the request.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
+from extensibility.boot import probe_code, probe_environment
 from extensibility.image import canonical_name
 from extensibility.process import finish, spawn
 
@@ -48,15 +49,16 @@ def new_problems(overlay_paths: Sequence[str], image_paths: Sequence[str]) -> li
     return [p for p in dependency_problems(overlay_paths) if p not in baseline]
 
 
-def start_smoke_import(python: Path, module: str) -> subprocess.Popen[str]:
-    """Import the server's module with the overlay's interpreter, in the background (it takes
-    as long as the server's own imports; the dependency check runs meanwhile)."""
-    return spawn([str(python), "-c", f"import {module}"])
+def start_boot_probe(python: Path, module: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """Prove the server can start (boot.py), with the environment's interpreter, in the
+    background (it takes as long as the server's own boot; the dependency check runs
+    meanwhile)."""
+    return spawn([str(python), "-c", probe_code(module)], probe_environment(env))
 
 
-def smoke_import_error(process: subprocess.Popen[str], timeout: float) -> str | None:
-    """The import's error text, or None when it worked."""
+def boot_error(process: subprocess.Popen[str], timeout: float) -> str | None:
+    """The probe's error text, or None when the server could start."""
     completed = finish(process, timeout)
     if completed.timed_out:
-        return f"the import did not finish within {timeout:.0f} s"
+        return f"the server's boot did not finish within {timeout:.0f} s"
     return None if completed.returncode == 0 else completed.output.strip()[-3000:]

@@ -59,11 +59,9 @@ class OverlayLayout:
 
     def create(self, root: Path, log: Log) -> Site:
         from extensibility.overlay import create_overlay, overlay_site_packages
-        from extensibility.protection import check_request
 
-        image, protection = self.start.image, self.start.protection
+        image, protection = self.start.image, self.resolved.protection
         log.phase("protect", protection.describe())
-        check_request(protection, self.resolved.spec)  # a direct conflict fails before install
         python = create_overlay(root, image)
         log.phase("install", f"overlay created at {root}")
         return Site(python, overlay_site_packages(root), image.python, False,

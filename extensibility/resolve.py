@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from extensibility.conda.prefix import PYTHON_LAYOUT
 from extensibility.errors import RequestNotSupported
 from extensibility.key import differences, key_document, key_of
 from extensibility.log import Log
 from extensibility.offline import offline, wheelhouse_folder
 from extensibility.policy import apply_policy
+from extensibility.protection import Protection, check_request, resolve_protection
 from extensibility.request import CONDA
 from extensibility.requirements import RequirementsSpec, parse_requirements
 from extensibility.start import Start
@@ -31,6 +33,7 @@ class Resolved:
     conda: CondaRequest | None  # for a conda file: how it is met
     document: dict[str, Any]
     key: str
+    protection: Protection  # what the request may not change (checked: no pin against it)
 
 
 def resolve(start: Start, log: Log) -> Resolved:
@@ -52,13 +55,17 @@ def resolve(start: Start, log: Log) -> Resolved:
     wheels = wheelhouse_folder(settings)
     if wheels is not None:
         spec = offline(spec, wheels)
+    protection = resolve_protection(settings.protect, start.server_module, start.image,
+                                    spec.requirements)
+    if conda is None or conda.layout != PYTHON_LAYOUT:  # that layout has a Python of its own
+        check_request(protection, spec)
     document = key_document(start, spec, conda.key_part() if conda else None)
     key = key_of(document)
     hit = start.store.lookup(key) is not None
     log.phase("key", f"{key} ({len(spec.requirements)} requirements, "
               f"{len(spec.constraints)} constraints, installer {start.installer}): "
               f"{'hit' if hit else 'miss'}")
-    return Resolved(spec, conda, document, key)
+    return Resolved(spec, conda, document, key, protection)
 
 
 def _uv_can_install(spec: RequirementsSpec) -> None:

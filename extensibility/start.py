@@ -7,7 +7,7 @@ both derived from this one value, so they cannot disagree about what was read, a
 is read again after a build to describe what was built.
 
 Cheap on purpose: the warm path makes one. What only a cold start needs (the protection,
-which reads package metadata) is computed on first use, once.
+which reads package metadata) is computed by resolve.py, once.
 """
 
 from __future__ import annotations
@@ -26,10 +26,6 @@ from extensibility.request import CONDA, Request
 from extensibility.server_command import server_module
 from extensibility.settings import Settings
 from extensibility.store import Store
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from extensibility.protection import Protection
 
 
 class Start:
@@ -64,10 +60,3 @@ class Start:
     def installer_settings(self) -> dict[str, object]:
         """The user's installer configuration (variables, config files by content)."""
         return installer_settings(self.installer, self.env)
-
-    @cached_property
-    def protection(self) -> Protection:
-        """What the request may not change (cold path only: reads package metadata)."""
-        from extensibility.protection import resolve_protection
-
-        return resolve_protection(self.settings.protect, self.server_module, self.image)

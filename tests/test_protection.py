@@ -29,7 +29,7 @@ def test_a_pin_against_the_server_is_refused_naming_both_sides(
                   EXTENSIBILITY_INSTALLER=installer)
     result = run_entrypoint(image, env, "prepare")
     assert result.returncode == 95, result.stderr
-    assert f"{app / 'requirements.txt'}:3: 'certifi==2020.1.1' conflicts" in result.stderr
+    assert f"{app / 'requirements.txt'}:3: 'certifi==2020.1.1'\n" in result.stderr
     assert "azureml-inference-server-http 1.5.1 requires certifi>=2024.7.4" in result.stderr
     assert "EXTENSIBILITY_PROTECT=off" in result.stderr
     assert "running" not in result.stderr  # refused before any install
@@ -44,9 +44,8 @@ def test_a_transitive_conflict_is_refused_with_the_installers_words(
                   EXTENSIBILITY_INSTALLER=installer)
     result = run_entrypoint(image, env, "prepare")
     assert result.returncode == 95, result.stderr
-    assert f"{app / 'requirements.txt'}:2: 'needs-old-certifi' conflicts with packages held " \
-        "for the scoring server" in result.stderr
-    assert "certifi==" in result.stderr and "the installer said" in result.stderr
+    assert f"{app / 'requirements.txt'}:2: 'needs-old-certifi'\n" in result.stderr
+    assert "certifi is held to " in result.stderr and "the installer said" in result.stderr
     assert not list(cache.glob("envs/*"))
 
 
@@ -73,11 +72,12 @@ def test_an_unrelated_upgrade_is_allowed_and_shown(
     result = run_entrypoint(image, env, "prepare")
     assert result.returncode == 0, result.stderr
     assert "change: framework 1.0 -> 2.0 (overrides the image)" in result.stderr
-    assert "check: consistent; import azureml_inference_server_http.amlserver works" in \
-        result.stderr
+    assert "check: consistent; the server's app is created" in result.stderr
     plan = json.loads(run_entrypoint(image, env, "plan", "--json").stdout)
     assert plan["changes"] == ["framework 1.0 -> 2.0 (overrides the image)"]
-    assert "flask==3.1.3" in plan["held"]
+    # flask is held to the ranges its requirers declare, not pinned to the image's version
+    assert [line for line in plan["held"] if line.startswith("flask") and "~=3.1.0" in line]
+    assert not [line for line in plan["held"] if line.startswith("flask==")]
 
 
 def test_image_mode_holds_every_image_package(image: ImageVenv, app: Path, cache: Path,
@@ -97,7 +97,7 @@ def test_a_package_that_breaks_the_server_import_is_caught(
                   EXTENSIBILITY_INSTALLER=installer)
     result = run_entrypoint(image, env, "run")
     assert result.returncode == 95, result.stderr
-    assert "the scoring server no longer imports" in result.stderr
+    assert "the scoring server cannot start in this environment" in result.stderr
     assert "flask_cors broken on purpose" in result.stderr
     assert not list(cache.glob("envs/*"))
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 import extensibility.image
-import extensibility.protection
 import extensibility.requirements
+import extensibility.resolve
 import extensibility.start
 from extensibility.cli import main
 from extensibility.store import Store
@@ -40,7 +40,7 @@ def test_a_cold_start_computes_each_input_once(
              lambda directory: f"scan {directory}" if directory in image_dirs else "other")
     for name in ("installer_settings", "choose_installer", "server_module"):
         counting(monkeypatch, counts, extensibility.start, name)
-    counting(monkeypatch, counts, extensibility.protection, "resolve_protection")
+    counting(monkeypatch, counts, extensibility.resolve, "resolve_protection")
     request = setup.app / "requirements.txt"
     for module in (extensibility.start, extensibility.requirements):
         counting(monkeypatch, counts, module, "read_request_file",

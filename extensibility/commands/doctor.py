@@ -17,11 +17,10 @@ from extensibility.commands.parser import command_argument
 from extensibility.commands.run import server_command
 from extensibility.errors import ExtensibilityError
 from extensibility.image import current_image
-from extensibility.inputs import read_request_file
 from extensibility.installers.choice import choose_installer, find_uv
 from extensibility.process import run_captured
 from extensibility.protection import resolve_protection
-from extensibility.request import CONDA, REQUIREMENTS, resolve_request
+from extensibility.request import resolve_request
 from extensibility.server_command import find_program, server_module
 from extensibility.settings import Settings
 from extensibility.store import Store
@@ -53,7 +52,7 @@ def diagnose(settings: Settings, env: Mapping[str, str], command: Sequence[str])
         ("interpreter", _interpreter), ("pip", _pip), ("uv", _uv),
         ("installer", lambda: _installer(settings)), ("cache", lambda: _cache(settings)),
         ("server", lambda: _server(settings, env, command)),
-        ("request", lambda: _request(settings, env)),
+        ("request", lambda: _request(settings, env, command)),
     ]
     findings = []
     for item, check in checks:
@@ -133,32 +132,31 @@ def _server(settings: Settings, env: Mapping[str, str], command: Sequence[str]) 
     if module is None:
         return Finding("server", True, f"{' '.join(command)} -> {program} (not a Python console "
                        "script: `server` protection holds nothing for it)")
-    protection = resolve_protection(settings.protect, module, current_image())
+    protection = resolve_protection("server", module, current_image())
     return Finding("server", True, f"{' '.join(command)} -> {program}, module {module} of "
-                   f"{protection.server or 'an unknown package'}; protect {protection.describe()}")
+                   f"{protection.server or 'an unknown package'}")
 
 
-def _request(settings: Settings, env: Mapping[str, str]) -> Finding:
+def _request(settings: Settings, env: Mapping[str, str], command: Sequence[str]) -> Finding:
+    """The checks a start makes before it installs (parse, policy, conflicts with what the
+    server needs): a request `run` would refuse fails here with the same message."""
+    import io
+
+    from extensibility.log import Log
+    from extensibility.resolve import resolve
+    from extensibility.start import Start
+
     request = resolve_request(settings)
-    if request.kind == REQUIREMENTS:
-        from extensibility.requirements import parse_requirements
-
-        assert request.path is not None
-        spec = parse_requirements(request.path, env,
-                                  read_request_file(request.path, "requirements file"))
-        return Finding("request", True, f"{request.describe()}: {len(spec.requirements)} "
-                       "requirements read")
-    if request.kind == CONDA:
+    if not request.installs:
+        return Finding("request", True, request.describe())
+    resolved = resolve(Start(settings, env, command, request), Log(stream=io.StringIO()))
+    detail = f"{request.describe()}: {len(resolved.spec.requirements)} requirements read"
+    if resolved.conda is not None:
         from extensibility.conda.prefix import rattler_available
-        from extensibility.conda.request import read_conda_request
 
-        assert request.path is not None
-        conda, spec = read_conda_request(settings, request.path,
-                                         read_request_file(request.path, "conda file"), env)
         rattler = "py-rattler installed" if rattler_available() else "no py-rattler"
-        return Finding("request", True, f"{request.describe()}: {conda.describe()[0]}; "
-                       f"{len(spec.requirements)} requirements for the overlay; {rattler}")
-    return Finding("request", True, request.describe())
+        detail += f"; {resolved.conda.describe()[0]}; {rattler}"
+    return Finding("request", True, f"{detail}; {resolved.protection.describe()}")
 
 
 def report(findings: Sequence[Finding]) -> str:

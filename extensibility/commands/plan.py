@@ -9,6 +9,8 @@ from typing import Any
 from extensibility.commands import Context
 from extensibility.commands.parser import command_argument
 from extensibility.commands.run import open_start, server_command
+from extensibility.errors import ExtensibilityError
+from extensibility.redact import redact_url
 from extensibility.start import Start
 
 TYPE_CHECKING = False
@@ -22,25 +24,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, context: Context) -> int:
+    """The plan of a start; a request `run` would refuse is reported with the refusal and
+    exits with the same code (the checks are the ones `run` makes before installing)."""
     command = server_command(args.command, context.settings)
     start = open_start(context, command)
     resolved = None
+    refusal: ExtensibilityError | None = None
     if start.request.installs:
         from extensibility.resolve import resolve
 
-        resolved = resolve(start, context.log)
+        try:
+            resolved = resolve(start, context.log)
+        except ExtensibilityError as error:
+            refusal = error
     summary = _summary(start, resolved)
+    summary["state"] = "refused" if refusal else "hit" if summary["environment"] else \
+        "miss" if resolved else "nothing to install"
+    summary["refusal"] = None if refusal is None else {
+        "exit_code": refusal.exit_code, "title": refusal.title,
+        "message": redact_url(refusal.message), "fix": refusal.fix}
     if args.json:
         print(json.dumps(summary, indent=1, sort_keys=True))
     else:
         _print(start, resolved, summary)
+    if refusal is not None:
+        context.log.failure(refusal)
+        return refusal.exit_code
     return 0
 
 
 def _summary(start: Start, resolved: Resolved | None) -> dict[str, Any]:
     settings, request = start.settings, start.request
     hit = start.store.lookup(resolved.key) if resolved else None
-    protection = start.protection if resolved else None
+    protection = resolved.protection if resolved else None
     return {
         "request": {"kind": request.kind, "path": str(request.path or ""),
                     "variable": request.variable, "ignored": list(request.ignored)},
@@ -61,6 +77,9 @@ def _summary(start: Start, resolved: Resolved | None) -> dict[str, Any]:
 
 def _print(start: Start, resolved: Resolved | None, summary: dict[str, Any]) -> None:
     print(f"request:   {start.request.describe()}")
+    if summary["refusal"]:
+        print(f"refused:   exit {summary['refusal']['exit_code']}, "
+              f"{summary['refusal']['title']} (see below)")
     for variable in start.request.ignored:
         print(f"ignored:   {variable} (lower precedence)")
     for line in summary["conda"] or ():

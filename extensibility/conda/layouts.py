@@ -91,7 +91,7 @@ class PythonPrefixLayout:
             return site
         version = start.image.distributions[server]
         pin = f"{server}=={version}"
-        held = Held(server, version, ("the image's scoring server",))
+        held = Held(server, version, reason="the image's scoring server")
         log.phase("protect", f"the scoring server is installed at the image's version: {pin}")
         origin = Origin(conda.file.path, 0, f"scoring server {pin}")
         line = Requirement(install_text=pin, key_text=pin, name=server, origin=origin)
