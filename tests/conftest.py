@@ -27,7 +27,7 @@ from tests.support import (
     start_index,
     wait_for,
 )
-from tests.wheels import build_wheel
+from tests.wheels import build_wheel, relabel_wheel
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -62,6 +62,16 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_wheel(folder, "certifi", "2020.1.1", modules={
         "certifi/__init__.py": "def where():\n    return '/etc/ssl/certs/ca-certificates.crt'\n"})
     build_wheel(folder, "needs-old-certifi", "1.0", requires=["certifi<2021"])
+    # inside the server's range (certifi>=2024.7.4) but not the image's version: a user's pin
+    build_wheel(folder, "certifi", "2024.8.30", modules={
+        "certifi/__init__.py": "def where():\n    return '/etc/ssl/certs/ca-certificates.crt'\n"})
+    # an opentelemetry-sdk the server's app cannot import from: importing the console script's
+    # module works, creating the app (as each worker does at boot) fails
+    build_wheel(folder, "opentelemetry-sdk", "99.0", modules={"opentelemetry/sdk/__init__.py": ""})
+    # the real scoring server relabelled as another release, for a request that pins it
+    server = next(IMAGE_WHEELHOUSE.glob("azureml_inference_server_http-*.whl"), None)
+    if server is not None:
+        relabel_wheel(server, folder, "1.4.1")
     build_wheel(folder, "breaks-cors", "1.0", modules={
         "flask_cors/__init__.py": "raise ImportError('flask_cors broken on purpose')\n"})
     return folder

@@ -128,3 +128,83 @@ def test_doctor_names_each_fault_and_its_fix(image: ImageVenv, app: Path, cache:
     assert "can be written by other users" in failed["cache"]  # the start's own words
     assert result.stdout.count("fix:") == 3
     assert f"chmod -R go-w {cache}" in result.stdout
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_pin_inside_the_servers_range_is_installed_and_serves(
+    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
+    start_server: StartServer,
+) -> None:
+    """What MLflow writes (every package pinned): accepted when the server's own requirement
+    (certifi>=2024.7.4) admits the pin, although the image has another version."""
+    env = env_for(tmp_path, image, app, cache, index, "greeting\ncertifi==2024.8.30",
+                  EXTENSIBILITY_INSTALLER=installer)
+    server = start_server(image, env)
+    assert server.score({}).json() == {"greeting": "HELLO WORLD"}
+    log = server.output()
+    assert "-> 2024.8.30 (overrides the image)" in log and "WARNING" not in log
+
+
+def test_every_conflicting_pin_is_reported_at_once_by_run_plan_and_doctor(
+    image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
+) -> None:
+    env = env_for(tmp_path, image, app, cache, index, "greeting\ncertifi==2020.1.1\nflask==1.0")
+    run = run_entrypoint(image, env, "run")
+    assert run.returncode == 95, run.stderr
+    requirements = app / "requirements.txt"
+    for text in (f"{requirements}:3: 'certifi==2020.1.1'", f"{requirements}:4: 'flask==1.0'",
+                 "2 lines of the request conflict", "requires certifi>=2024.7.4",
+                 "requires flask~=3.1.0"):
+        assert text in run.stderr
+    # only the requirements a pin breaks are cited, never one that admits it
+    assert "requires certifi>=2017.4.17" not in run.stderr
+    plan = run_entrypoint(image, env, "plan", "--json")
+    assert plan.returncode == 95
+    summary = json.loads(plan.stdout)
+    assert summary["state"] == "refused" and summary["refusal"]["exit_code"] == 95
+    assert "flask==1.0" in summary["refusal"]["message"]
+    doctor = run_entrypoint(image, env, "doctor")
+    assert doctor.returncode == 1
+    assert "FAIL  request: 2 lines of the request conflict" in doctor.stdout
+
+
+@pytest.mark.parametrize("protect", ["off", "server"])
+def test_a_server_that_cannot_boot_is_never_published(
+    protect: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
+) -> None:
+    """An opentelemetry-sdk the server's app cannot import from: its console-script module
+    still imports, its app (loaded lazily by each worker) does not. `off` accepts the
+    conflict as a warning, but never a server that cannot start."""
+    env = env_for(tmp_path, image, app, cache, index, "opentelemetry-sdk==99.0",
+                  EXTENSIBILITY_PROTECT=protect)
+    result = run_entrypoint(image, env, "run")
+    assert result.returncode == 95, result.stderr
+    if protect == "off":
+        assert "WARNING check: azureml-inference-server-http 1.5.1 requires " \
+            "opentelemetry-sdk==1.33.0" in result.stderr
+        assert "the scoring server cannot start in this environment" in result.stderr
+        assert "opentelemetry.sdk" in result.stderr  # the probe's own error
+        assert "check: consistent" not in result.stderr
+    else:
+        assert "'opentelemetry-sdk==99.0'" in result.stderr and "running" not in result.stderr
+    assert not list(cache.glob("envs/*"))
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_pin_of_the_server_itself_is_honoured(
+    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
+    start_server: StartServer,
+) -> None:
+    """A published sample pins azureml-inference-server-http==1.4.1: the image would install
+    it and serve with it; so do we, and say so."""
+    env = env_for(tmp_path, image, app, cache, index,
+                  "greeting\nazureml-inference-server-http==1.4.1",
+                  EXTENSIBILITY_INSTALLER=installer)
+    server = start_server(image, env)
+    assert server.score({}).json() == {"greeting": "HELLO WORLD"}
+    log = server.output()
+    assert "azureml-inference-server-http 1.5.1 is replaced as the request asks" in log
+    assert "azureml-inference-server-http 1.5.1 -> 1.4.1 (overrides the image)" in log
+    probe = run_entrypoint(image, env, "run", "--", "python", "-c", "import importlib.metadata"
+                           " as m; print(m.version('azureml-inference-server-http'))")
+    assert probe.stdout.strip() == "1.4.1"
