@@ -48,6 +48,8 @@ def test_cold_start_serves_the_extra_package_and_restart_is_a_cache_hit(
     log = warm.output()
     assert ": hit" in log
     assert "running" not in log and "install:" not in log
+    # what the images' `pip freeze` showed: the packages the environment adds, every start
+    assert f"packages: 2 in {environment}: greeting==1.0, tinydep==1.0" in log
     assert complete_envs(cache) == [environment]
     assert (environment / ".extensibility" / "complete").stat().st_mtime_ns == built
 

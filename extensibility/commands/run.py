@@ -7,6 +7,7 @@ settings -> request -> Start -> environment (pipeline.py) -> hand-off (exec). cl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from extensibility.commands import Context
 from extensibility.handoff import default_command, execute, prepare_handoff
@@ -47,9 +48,21 @@ def open_start(context: Context, command: Sequence[str]) -> Start:
     return Start(context.settings, context.env, command, request)
 
 
+def log_packages(environment: Path, context: Context) -> None:
+    """What the environment adds to the image, as the images' `pip freeze` showed it."""
+    from extensibility.image import scan_distributions
+
+    found = sorted(f"{name}=={version}" for folder in environment.glob("lib/python*/site-packages")
+                   for name, version in scan_distributions(str(folder)))
+    context.log.phase("packages", f"{len(found)} in {environment}: "
+                      f"{', '.join(found) or 'none (the image has them all)'}")
+
+
 def serve(context: Context, command: Sequence[str]) -> int:
     start = open_start(context, command)
     environment = environment_for(start, context.log)
+    if environment is not None:
+        log_packages(environment, context)
     lib_path = start.request.path if start.request.kind == LIB_PATH else None
     handoff = prepare_handoff(context.settings, command, context.env, environment, lib_path)
     context.log.phase("exec", f"{handoff.describe()} (cwd {handoff.cwd})")
