@@ -44,7 +44,8 @@ def resolve(start: Start, log: Log) -> Resolved:
     if start.request.kind == CONDA:
         from extensibility.conda.request import read_conda_request
 
-        conda, spec = read_conda_request(settings, path, start.request_data, start.env)
+        conda, spec = read_conda_request(settings, path, start.request_data, start.env,
+                                         image=start.image.distributions)
         for line in conda.describe():
             log.phase("conda", line)
     else:

@@ -63,8 +63,10 @@ def read_request(path: Path, env: Mapping[str, str], target: Target, settings: S
     version = target.python_version
     if version and "." not in version:  # pip's "311" form
         version = f"{version[0]}.{version[1:]}"
+    from extensibility.image import current_image
+
     conda, spec = read_conda_request(settings, path, read_request_file(path, "conda file"),
-                                     env, version)
+                                     env, version, current_image().distributions)
     for line in conda.describe():
         log.phase("conda", line)
     if conda.layout is not None:

@@ -113,9 +113,10 @@ channels: [defaults]
 dependencies:
   - python={MINOR}
   - conda-forge::msgpack-python=1.0
-  - greeting>=1,<2
+  - certifi>=2024,<2025
   - ca-certificates
   - pip:
+    - greeting>=1,<2
     - -r more-requirements.txt
 """)
     (app / "env" / "more-requirements.txt").write_text("hello-cli==1.0\n")
@@ -126,7 +127,7 @@ dependencies:
     assert plan.returncode == 0, plan.stderr
     assert "msgpack-python=1.0 -> msgpack==1.0.* (msgpack-python is msgpack on PyPI" \
         in plan.stdout
-    assert "greeting>=1,<2 -> greeting>=1,<2" in plan.stdout
+    assert "certifi>=2024,<2025 -> certifi>=2024,<2025" in plan.stdout  # a known PyPI name
     assert "skipped ca-certificates (part of the Python runtime" in plan.stdout
 
     expected = {"msgpack": "1.0", "greeting": "HELLO X", "hello-cli": True}
@@ -359,7 +360,7 @@ def test_wheelhouse_of_a_conda_file_then_an_offline_start(
     (app / "conda.yaml").write_text(f"""\
 dependencies:
   - python={MINOR}
-  - tinydep=1.0
+  - certifi=2024.8.30
   - pip:
     - greeting==1.0
 """)
@@ -367,9 +368,9 @@ dependencies:
     made = run_entrypoint(image, env, "wheelhouse", "-r", str(app / "conda.yaml"),
                           "-o", str(app / "wheels"))
     assert made.returncode == 0, made.stderr
-    assert "tinydep=1.0 -> tinydep==1.0.*" in made.stderr
+    assert "certifi=2024.8.30 -> certifi==2024.8.30.*" in made.stderr
     assert sorted(p.name.split("-")[0] for p in (app / "wheels").glob("*.whl")) == \
-        ["greeting", "tinydep"]
+        ["certifi", "greeting", "tinydep"]
 
     offline = {**env, "PIP_INDEX_URL": "http://127.0.0.1:9/simple/",
                "AZUREML_EXTRA_CONDA_YAML": "conda.yaml", "EXTENSIBILITY_WHEELHOUSE": "wheels"}

@@ -16,6 +16,8 @@ from pathlib import Path
 from extensibility.inputs import read_regular
 
 DEFAULT_CHANNELS = ("conda-forge",)
+NODEFAULTS = "nodefaults"
+ANACONDA_DEFAULTS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
 MAX_REPODATA = 1 << 30
 LOCAL_SCHEME = "file://"
 
@@ -25,8 +27,12 @@ def channel_urls(names: Iterable[str], override: str | None, base: Path) -> tupl
     replaces the file's channels; a local folder becomes a file:// URL (relative ones are
     taken from the conda file's folder)."""
     chosen = [c.strip() for c in override.split(",") if c.strip()] if override else []
-    chosen = chosen or list(names) or list(DEFAULT_CHANNELS)
-    return tuple(_channel_url(name, base) for name in chosen)
+    chosen = chosen or list(names)
+    # as conda: `nodefaults` drops the default channels, `defaults` is Anaconda's own
+    chosen = [url for name in chosen if name != NODEFAULTS
+              for url in (ANACONDA_DEFAULTS if name == "defaults" else (name,))]
+    chosen = chosen or list(DEFAULT_CHANNELS)
+    return tuple(dict.fromkeys(_channel_url(name, base) for name in chosen))
 
 
 def _channel_url(name: str, base: Path) -> str:

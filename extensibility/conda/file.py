@@ -21,7 +21,8 @@ _KNOWN_KEYS = {"name", "channels", "dependencies", "variables", "prefix"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 _BRACKET_RE = re.compile(r"^\[(?P<body>[^\]]*)\]$")
 _BRACKET_ITEM_RE = re.compile(
-    r"\s*(?P<key>\w+)\s*=\s*(?P<quote>['\"]?)(?P<value>[^'\"]*)(?P=quote)\s*")
+    r"\s*(?P<key>\w+)\s*=\s*(?:'(?P<single>[^']*)'|\"(?P<double>[^\"]*)\"|(?P<bare>[^,'\"]*?))"
+    r"\s*(?:,|$)")
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,37 @@ def _is_null(node: Any) -> bool:
 
 
 def parse_match_spec(origin: Origin) -> MatchSpec:
-    """`pkg`, `pkg=1.2`, `pkg=1.2.*`, `pkg>=1,<2`, `pkg==1.2`, `pkg=1.2=build`, `pkg 1.2 build`,
-    `channel::pkg`, `pkg[version='>=1',build=py*]`."""
+    """A dependency line of an environment file, as conda reads it: by py-rattler's
+    MatchSpec when it is installed, else by `parse_match_spec_here` (tested on one table)."""
+    text = origin.text.strip()
+    if len(text) > MAX_SPEC:
+        raise _bad_spec(origin, f"longer than {MAX_SPEC} characters")
+    if text.startswith("::"):  # rattler takes an empty channel; conda does not
+        raise _bad_spec(origin, "empty channel before `::`")
+    try:
+        import rattler
+    except ImportError:
+        return parse_match_spec_here(origin)
+    try:
+        spec = rattler.MatchSpec(text)
+    except Exception as exc:  # rattler's own error classes: a malformed spec
+        raise _bad_spec(origin, shown(str(exc).splitlines()[0] if str(exc) else "")) from None
+    if spec.name is None:
+        raise _bad_spec(origin, "it does not start with a package name")
+    version = str(spec.version) if spec.version is not None else None
+    channel = spec.channel.name if spec.channel is not None else None
+    if version is not None:
+        _check_version(origin, version)
+    return MatchSpec(spec.name.normalized, version, spec.build or None, channel, origin)
+
+
+_OPERATOR_SPACE_RE = re.compile(r"(==|!=|>=|<=|~=|>|<)\s+")
+_SEPARATOR_SPACE_RE = re.compile(r"\s*([,|])\s*")
+
+
+def parse_match_spec_here(origin: Origin) -> MatchSpec:
+    """`pkg`, `pkg=1.2`, `pkg=1.2.*`, `pkg>=1,<2`, `pkg >= 1.2`, `pkg==1.2`, `pkg=1.2=build`,
+    `pkg 1.2 build`, `channel::pkg`, `pkg[version='>=1',build=py*,channel=conda-forge]`."""
     text = origin.text.strip()
     if len(text) > MAX_SPEC:
         raise _bad_spec(origin, f"longer than {MAX_SPEC} characters")
@@ -169,21 +199,26 @@ def parse_match_spec(origin: Origin) -> MatchSpec:
     if not match:
         raise _bad_spec(origin, "it does not start with a package name")
     name, rest = match.group(0), text[match.end():].strip()
+    rest = _SEPARATOR_SPACE_RE.sub(r"\1", _OPERATOR_SPACE_RE.sub(r"\1", rest))
     version: str | None = None
     build: str | None = None
     bracket = _BRACKET_RE.match(rest)
     if bracket:
-        for item in bracket.group("body").split(","):
-            if not item.strip():
-                continue
-            parsed = _BRACKET_ITEM_RE.fullmatch(item)
-            if parsed is None or parsed.group("key") not in ("version", "build"):
-                raise _bad_spec(origin, f"unsupported bracket entry {shown(item.strip())} "
-                                "(version= and build= are understood)")
+        body, position = bracket.group("body").strip(), 0
+        while position < len(body):
+            parsed = _BRACKET_ITEM_RE.match(body, position)
+            if parsed is None or parsed.end() == position or \
+                    parsed.group("key") not in ("version", "build", "channel"):
+                raise _bad_spec(origin, f"unsupported bracket entry {shown(body[position:])} "
+                                "(version=, build= and channel= are understood)")
+            position = parsed.end()
+            value = next(v for v in parsed.group("single", "double", "bare") if v is not None)
             if parsed.group("key") == "version":
-                version = parsed.group("value")
+                version = value.strip()
+            elif parsed.group("key") == "build":
+                build = value.strip()
             else:
-                build = parsed.group("value")
+                channel = value.strip()
     elif rest.startswith("=") and not rest.startswith("=="):
         version, _, build_part = rest[1:].partition("=")
         if not version:

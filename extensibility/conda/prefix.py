@@ -54,7 +54,7 @@ def build_prefix(prefix: Path, specs: Sequence[str], channels: Sequence[str], ca
     log.phase("conda", f"solving {', '.join(specs)} from {shown}")
     try:
         records = asyncio.run(asyncio.wait_for(solve_and_install(), timeout))
-    except TimeoutError:
+    except (TimeoutError, asyncio.TimeoutError):  # one class from 3.11 on, two before
         raise InstallFailed(f"the conda solve and install took longer than {timeout:.0f} s",
                             fix="raise EXTENSIBILITY_INSTALL_TIMEOUT, or use a closer channel "
                             "mirror (EXTENSIBILITY_CONDA_CHANNELS)") from None

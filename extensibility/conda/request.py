@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,16 +59,25 @@ class CondaRequest:
 
 
 def read_conda_request(settings: Settings, path: Path, data: bytes, env: Mapping[str, str],
-                       python_version: str | None = None
+                       python_version: str | None = None, image: Container[str] = ()
                        ) -> tuple[CondaRequest, RequirementsSpec]:
     """Read the conda file (`data`: its bytes, read once) and decide how to meet it, for
-    `python_version` (default: this interpreter's)."""
+    `python_version` (default: this interpreter's) over an image with the `image`
+    distributions."""
     running = python_version or sys.version.split()[0]
     conda = read_conda_file(path, data)
     channels = channel_urls(conda.channels, settings.conda_channels, path.parent)
     local = LocalChannels(channels)
     native = local.native
-    decision = decide(conda, running, settings.conda_strategy, native)
+    decision = decide(conda, running, settings.conda_strategy, native, image)
+    if decision.unknown and settings.conda_strategy == OVERLAY:
+        lines = "\n  ".join(f"{s.origin}: {s.origin.text!r}" for s in decision.unknown)
+        raise RequestNotSupported(
+            f"{path}: these conda packages are not known to be packages on PyPI, and a name "
+            f"there can be another project:\n  {lines}",
+            fix="put each under `pip:` with its PyPI name if it is a Python package, or unset "
+            "EXTENSIBILITY_CONDA_STRATEGY (a conda prefix then provides them; needs the conda "
+            "extra), or serve them from a local channel (EXTENSIBILITY_CONDA_CHANNELS)")
     if decision.python_problem and decision.strategy == OVERLAY:
         raise RequestNotSupported(
             f"{decision.python_problem}; EXTENSIBILITY_CONDA_STRATEGY=overlay cannot change "
@@ -112,8 +121,10 @@ def _ways_out(decision: Decision, running: str, path: Path) -> str:
     if decision.python_problem:
         return (f"either pin python={_minor(running)} (this image's Python) in {path.name} and "
                 f"keep to packages that exist on PyPI, {extra} with its own Python")
-    return (f"either drop the native packages from {path.name} or set "
-            f"EXTENSIBILITY_CONDA_STRATEGY=overlay to leave them to the image, {extra}")
+    pip = (" (a conda package not known on PyPI: put it under `pip:` with its PyPI name if it "
+           "is a Python package)" if decision.unknown else "")
+    return (f"either drop the native packages from {path.name}{pip} or set "
+            f"EXTENSIBILITY_CONDA_STRATEGY=overlay to leave native ones to the image, {extra}")
 
 
 def _check_channels(settings: Settings, path: Path, channels: tuple[str, ...]) -> None:

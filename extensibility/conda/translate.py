@@ -10,30 +10,11 @@ spec PEP 440 cannot express) needs a real conda prefix (prefix.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 from extensibility.conda.file import CondaFile, MatchSpec
-
-# conda name -> PyPI name, where they differ (docs/conda.md lists the same table)
-PYPI_NAMES: dict[str, str] = {
-    "pytorch": "torch",
-    "pytorch-cpu": "torch",
-    "py-xgboost": "xgboost",
-    "py-xgboost-cpu": "xgboost",
-    "msgpack-python": "msgpack",
-    "pytables": "tables",
-    "matplotlib-base": "matplotlib",
-    "py-opencv": "opencv-python",
-    "opencv": "opencv-python",
-    "python-graphviz": "graphviz",
-    "python-kaleido": "kaleido",
-    "brotli-python": "brotli",
-    "numpy-base": "numpy",
-    "pyqt": "pyqt5",
-    "tensorflow-base": "tensorflow",
-    "lightgbm-cpu": "lightgbm",
-}
+from extensibility.conda.names import pypi_name
 
 # parts of a conda Python runtime: the image's interpreter already brings its own
 RUNTIME_PACKAGES = frozenset({
@@ -77,16 +58,19 @@ class Decision:
     python_problem: str | None = None  # the pin the image's interpreter cannot stand for
     untranslatable: tuple[MatchSpec, ...] = ()  # what only a conda prefix can provide
     python_note: str | None = None  # how the image's Python stands for the pin
+    unknown: tuple[MatchSpec, ...] = ()  # names not known to be PyPI packages
 
 
 def decide(conda: CondaFile, python_version: str, asked: str,
-           native: frozenset[str] = frozenset()) -> Decision:
+           native: frozenset[str] = frozenset(), image: Container[str] = ()) -> Decision:
     """`asked`: EXTENSIBILITY_CONDA_STRATEGY (auto, overlay, prefix); `native`: names known
-    to be native from the channels (besides the built-in table)."""
+    to be native from the channels (besides the built-in table); `image`: the image's
+    distribution names (known PyPI names)."""
     reasons: list[str] = []
     translated: list[Translated] = []
     skipped: list[str] = []
     untranslatable: list[MatchSpec] = []
+    unknown: list[MatchSpec] = []
     python = None
     python_problem = None
     for spec in conda.dependencies:
@@ -104,20 +88,26 @@ def decide(conda: CondaFile, python_version: str, asked: str,
             skipped.append(f"{spec.origin.text} (part of the Python runtime the image has)")
             continue
         problem = _not_translatable(spec, native)
+        if problem is None and pypi_name(spec.name, image) is None:
+            problem = (f"{spec.origin}: {spec.origin.text!r}: {spec.name} is not known to be "
+                       "a package on PyPI (a name there can be another project)")
+            unknown.append(spec)
+            if asked == OVERLAY:
+                continue  # refused by the request reader, with the ways out
         if problem and asked == OVERLAY:
             skipped.append(f"{problem} (not installed: EXTENSIBILITY_CONDA_STRATEGY=overlay)")
         elif problem:
             reasons.append(problem)
             untranslatable.append(spec)
         else:
-            translated.append(_translate(spec))
+            translated.append(_translate(spec, image))
     if asked == PREFIX:
         reasons.insert(0, "EXTENSIBILITY_CONDA_STRATEGY=prefix asks for a conda prefix")
     strategy = PREFIX if reasons and asked != OVERLAY else OVERLAY
     python_note = (f"{python.origin.text} (the image's Python {python_version} stands for it)"
                    if python is not None and not python_problem else None)
     return Decision(strategy, tuple(reasons), tuple(translated), tuple(skipped), python,
-                    python_problem, tuple(untranslatable), python_note)
+                    python_problem, tuple(untranslatable), python_note, tuple(unknown))
 
 
 def python_mismatch(spec: MatchSpec, running: str) -> str | None:
@@ -162,8 +152,8 @@ def _not_translatable(spec: MatchSpec, native: frozenset[str]) -> str | None:
     return None
 
 
-def _translate(spec: MatchSpec) -> Translated:
-    pypi = PYPI_NAMES.get(spec.name, spec.name)
+def _translate(spec: MatchSpec, image: Container[str]) -> Translated:
+    pypi = pypi_name(spec.name, image) or spec.name
     specifier = pep440_specifier(spec.version) if spec.version else ""
     note = f"{spec.name} is {pypi} on PyPI" if pypi != spec.name else None
     if spec.channel:
