@@ -44,5 +44,11 @@ def describe(module: str) -> str:
     return f"import {module} works"
 
 
+def describe_failure(module: str) -> str:
+    if module.split(".")[0] in APP_FACTORIES:
+        return f"creating its app failed (import {module}, then its app factory)"
+    return f"import {module} failed"
+
+
 def probe_environment(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith(_DEPLOYMENT_PREFIXES)}

@@ -196,7 +196,7 @@ def _mentions(text: str, name: str) -> bool:
 def _check(timeout: float, site: Site, env: Mapping[str, str], log: Log) -> None:
     """Before the marker: the server can start in the environment (every mode), and the
     environment with the image is consistent (`off`: inconsistencies are warnings)."""
-    from extensibility.boot import describe
+    from extensibility.boot import describe, describe_failure
     from extensibility.consistency import boot_error, new_problems, start_boot_probe
 
     protection = site.protection
@@ -216,8 +216,8 @@ def _check(timeout: float, site: Site, env: Mapping[str, str], log: Log) -> None
             boot.wait()
     if error is not None:
         assert protection.module is not None
-        raise CheckFailed(f"the scoring server cannot start in this environment "
-                          f"({describe(protection.module)} failed):\n{error}",
+        raise CheckFailed(f"the scoring server cannot start in this environment: "
+                          f"{describe_failure(protection.module)}:\n{error}",
                           fix="a package of the request breaks a module the server loads at "
                           "boot (named above); pin it to the version the image has, or remove "
                           "it. This fails the build whatever EXTENSIBILITY_PROTECT says")
