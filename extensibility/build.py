@@ -80,6 +80,10 @@ def _build(start: Start, resolved: Resolved, log: Log) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     pause(start.env, "overlay", log)
     installed = _install(start, site, work_dir, log)
+    if not start.compile_at_build:
+        from extensibility.compile import prepare_pycache
+
+        prepare_pycache(root)  # made here, private: the background compile only fills them
     log.phase("install", f"{len(installed)} packages in {time.monotonic() - started:.1f} s")
     changes = _changes(site.baseline, site.site_packages)
     for line in changes:
@@ -96,7 +100,9 @@ def _build(start: Start, resolved: Resolved, log: Log) -> None:
     write_activation(work_dir, activation)
     pause(start.env, "publish", log)
     conda = resolved.conda
-    store.publish(resolved.key, canonical_json(resolved.document), {
+    # uv and pip compile while installing; without requirements there is nothing to compile
+    compiled = start.compile_at_build or not site.spec.requirements
+    store.publish(resolved.key, canonical_json(resolved.document), compiled=compiled, origin={
         "request_file": str(start.request_path),
         "variable": start.request.variable,
         "installer": start.installer,
@@ -107,6 +113,7 @@ def _build(start: Start, resolved: Resolved, log: Log) -> None:
         "conda": conda.describe() if conda else None,
         "build_seconds": round(time.monotonic() - started, 3),
         "created": time.time(),
+        "compiled_at_build": compiled,
     })
     log.phase("cache", f"{resolved.key} complete")
 
@@ -133,7 +140,8 @@ def _install(start: Start, site: Site, work_dir: Path, log: Log) -> tuple[str, .
                                                settings.retries,
                                                offline=settings.wheelhouse is not None,
                                                checked_only=checked_only),
-                     held=tuple(site.protection.constraint_lines()), isolated=site.isolated)
+                     held=tuple(site.protection.constraint_lines()), isolated=site.isolated,
+                     compile=start.compile_at_build)
     try:
         result = make_installer(start.installer, start.uv_binary).install(job, log)
         if downloads.is_dir():  # what the installers cached is private too (uv's lock files)

@@ -113,6 +113,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("conda_channels", "EXTENSIBILITY_CONDA_CHANNELS", None,
             "Comma-separated conda channels (URLs, names or local folders) used instead of "
             "the conda file's own: a mirror, or an offline channel folder."),
+    Setting("compile", "EXTENSIBILITY_COMPILE", "auto",
+            "When a build byte-compiles the environment: auto (`run` compiles in the "
+            "background after the server starts, `prepare` while installing) or build "
+            "(always while installing, before the server starts).",
+            choices=("auto", "build")),
     Setting("install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT", "1800",
             "Seconds an installer may run before it is stopped and the start fails (exit 95)."),
     Setting("retries", "EXTENSIBILITY_RETRIES", "3",
@@ -155,6 +160,7 @@ class Settings:
     no_extra_index: bool
     no_direct_references: bool
     install_timeout: float
+    compile: str
     retries: int
     gc_max_age: float | None
     gc_max_size: int | None
@@ -231,6 +237,7 @@ class Settings:
             no_direct_references=_flag(_required(raw, "no_direct_references"),
                                        "EXTENSIBILITY_NO_DIRECT_REFERENCES"),
             install_timeout=_seconds(raw, "install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT"),
+            compile=_required(raw, "compile"),
             retries=_count(_required(raw, "retries"), "EXTENSIBILITY_RETRIES"),
             gc_max_age=_optional(raw["gc_max_age"], parse_duration, "EXTENSIBILITY_GC_MAX_AGE"),
             gc_max_size=_optional(raw["gc_max_size"], parse_size, "EXTENSIBILITY_GC_MAX_SIZE"),

@@ -31,9 +31,12 @@ from extensibility.store import Store
 class Start:
     def __init__(self, settings: Settings, env: Mapping[str, str], command: Sequence[str],
                  request: Request, *, image: Image | None = None,
-                 installer: tuple[str, str | None] | None = None) -> None:
-        """`image` and `installer` (name, binary) default to what this process finds."""
+                 installer: tuple[str, str | None] | None = None,
+                 compile_at_build: bool = True) -> None:
+        """`image` and `installer` (name, binary) default to what this process finds;
+        `compile_at_build` False: a build leaves byte-compiling to the start (compile.py)."""
         self.settings = settings
+        self.compile_at_build = compile_at_build
         self.env = dict(env)
         self.command = list(command)
         self.request = request

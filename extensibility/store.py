@@ -137,11 +137,11 @@ class Store:
 
     def in_use(self, key: str) -> bool:
         """Whether a process runs in the environment (holds its shared in-use lock)."""
-        return _locked(self.use_lock_path(key))
+        return locked(self.use_lock_path(key))
 
     def building(self, key: str) -> bool:
         """Whether a start holds the key's build lock right now."""
-        return _locked(self.build_lock_path(key))
+        return locked(self.build_lock_path(key))
 
     @contextlib.contextmanager
     def exclusive(self, key: str) -> Iterator[bool]:
@@ -234,10 +234,14 @@ class Store:
         self.envs.mkdir(parents=True, exist_ok=True)
         return leftover
 
-    def publish(self, key: str, document: str, origin: dict[str, Any]) -> None:
-        """Record what was built, make the tree safe (safety.secure_tree), then the marker."""
+    def publish(self, key: str, document: str, origin: dict[str, Any], *,
+                compiled: bool = True) -> None:
+        """Record what was built, make the tree safe (safety.secure_tree), then the marker.
+        `compiled`: the modules were byte-compiled at build time (else compile.py does it)."""
         meta = self.meta_dir(key)
         meta.mkdir(parents=True, exist_ok=True)
+        if compiled:
+            write_atomic(meta / "compiled", "")
         safety.secure_tree(self.env_dir(key))
         write_atomic(meta / "key.json", document)
         write_atomic(meta / "origin.json", json.dumps(origin, indent=1, sort_keys=True))
@@ -311,7 +315,7 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def _locked(path: Path) -> bool:
+def locked(path: Path) -> bool:
     """Whether someone holds a lock on `path` (probed on a read-only descriptor, so a
     cache this user cannot write can still be listed)."""
     try:

@@ -41,11 +41,13 @@ def server_command(given: Sequence[str] | None, settings: Settings) -> list[str]
     return command or default_command(settings)
 
 
-def open_start(context: Context, command: Sequence[str]) -> Start:
-    """Which request, logged; then the start's inputs, read once."""
+def open_start(context: Context, command: Sequence[str], *, serving: bool = False) -> Start:
+    """Which request, logged; then the start's inputs, read once. `serving`: the server
+    starts right after, so a build leaves byte-compiling to the background (compile.py)."""
     request = resolve_request(context.settings)
     log_request(request, context.log)
-    return Start(context.settings, context.env, command, request)
+    deferred = serving and context.settings.compile == "auto"
+    return Start(context.settings, context.env, command, request, compile_at_build=not deferred)
 
 
 def log_packages(environment: Path, context: Context) -> None:
@@ -59,10 +61,13 @@ def log_packages(environment: Path, context: Context) -> None:
 
 
 def serve(context: Context, command: Sequence[str]) -> int:
-    start = open_start(context, command)
+    start = open_start(context, command, serving=True)
     environment = environment_for(start, context.log)
     if environment is not None:
         log_packages(environment, context)
+        from extensibility.compile import start_background
+
+        start_background(start.store, environment, context.log)
     lib_path = start.request.path if start.request.kind == LIB_PATH else None
     handoff = prepare_handoff(context.settings, command, context.env, environment, lib_path)
     context.log.phase("exec", f"{handoff.describe()} (cwd {handoff.cwd})")

@@ -24,6 +24,8 @@ class InstallJob:
     # the target does not see the image (a venv on a conda prefix's Python): uv resolves
     # against `image_python` (then the target itself), pip runs from the image with --python
     isolated: bool = False
+    # byte-compile while installing (False: the start compiles in the background, compile.py)
+    compile: bool = True
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ class PipInstaller:
                    "-r", str(requirements)]
         if constraints:
             command += ["-c", str(constraints)]
+        if not job.compile:
+            command.append("--no-compile")
         command += pip_flags(job.spec.options)
         sources = pip_sources(job.spec.options, job.env)
         completed = run_streaming(command, {**job.env, **sources}, log, "pip",

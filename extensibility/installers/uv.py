@@ -44,7 +44,8 @@ class UvInstaller:
             return InstallResult(())
         delta = job.work_dir / DELTA_FILE
         delta.write_text("".join(line + "\n" for line in added), encoding="utf-8")
-        self._run(job, log, ["pip", "install", "--no-deps", "--compile-bytecode", "--python",
+        compiling = ["--compile-bytecode"] if job.compile else []
+        self._run(job, log, ["pip", "install", "--no-deps", *compiling, "--python",
                              str(job.python), "-r", str(delta), *flags], "uv install")
         return InstallResult(tuple(_summary(line) for line in added))
 

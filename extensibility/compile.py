@@ -1,0 +1,97 @@
+"""Byte-compiling an environment without making the server wait for it.
+
+Compiling every module of a large set (numpy, pandas, scipy, scikit-learn: about 3 800
+files) takes seconds, most of a cold start. A start that serves (`run`) installs without
+compiling, publishes, hands off, and compiles in a background child at the lowest CPU
+priority; the server's own imports compile what they touch first, so its first request does
+not wait either. `prepare` (image build, init containers: the cache may be read-only for
+the server) compiles while installing, as does `EXTENSIBILITY_COMPILE=build`.
+
+Safety: the build creates every `__pycache__` folder itself, under its strict umask, before
+the environment is secured and published. The background child and the server then only
+write files into those folders, and Python gives a `.pyc` the mode of its source, so nothing
+becomes writable by others whatever the server's umask.
+
+One compile per environment at a time: the child holds `locks/KEY.compile` and writes the
+`compiled` marker when it is done. A restart before that finds the marker missing and the
+lock held, and starts nothing; a restart after a killed compile starts it again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from extensibility.log import Log
+from extensibility.store import META, Store, locked
+
+COMPILED = "compiled"
+# run by the environment's own interpreter: its .pyc files must carry its cache tag
+_CHILD = """
+import compileall, fcntl, os, sys
+lock, marker, *folders = sys.argv[1:]
+fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    sys.exit(0)
+for folder in folders:  # a file that does not compile (py2 test data) is left as it is
+    compileall.compile_dir(folder, quiet=2, workers=0)
+temporary = "%s.%d.tmp" % (marker, os.getpid())
+os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+os.replace(temporary, marker)
+"""
+
+
+def site_folders(environment: Path) -> list[Path]:
+    """Where an environment's modules are: its site-packages (and a conda prefix's)."""
+    return sorted([*environment.glob("lib/python*/site-packages"),
+                   *environment.glob("conda/lib/python*/site-packages")])
+
+
+def prepare_pycache(environment: Path) -> int:
+    """Create the `__pycache__` folders the compile and the server will fill (build time,
+    under the strict umask). Returns how many."""
+    made = 0
+    for folder in site_folders(environment):
+        for current, dirs, files in os.walk(folder):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            if any(name.endswith(".py") for name in files):
+                cache = Path(current, "__pycache__")
+                if not cache.exists():
+                    cache.mkdir()
+                    made += 1
+    return made
+
+
+def compile_lock_path(store: Store, key: str) -> Path:
+    return store.locks / f"{key}.compile"
+
+
+def is_compiled(environment: Path) -> bool:
+    return (environment / META / COMPILED).exists()
+
+
+def start_background(store: Store, environment: Path, log: Log) -> None:
+    """Compile `environment` in a low-priority child, unless it is compiled, being compiled,
+    or this user cannot write it (a read-only cache was compiled when it was prepared)."""
+    key = environment.name
+    if is_compiled(environment) or not os.access(environment / META, os.W_OK):
+        return
+    lock = compile_lock_path(store, key)
+    if locked(lock):
+        return  # a compile started by an earlier start is still running
+    import subprocess
+
+    python = environment / "bin" / "python"
+    folders = [str(f) for f in site_folders(environment)]
+    child = subprocess.Popen(
+        [str(python), "-c", _CHILD, str(lock), str(environment / META / COMPILED), *folders],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, preexec_fn=_lowest_priority, close_fds=True)
+    log.phase("compile", f"byte-compiling {environment} in the background (pid {child.pid}, "
+              "lowest CPU priority); the server does not wait for it")
+
+
+def _lowest_priority() -> None:
+    os.nice(19)
