@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, TextIO
 
 from extensibility.errors import ExtensibilityError
 from extensibility.redact import redact_url
+
+TYPE_CHECKING = False  # typing costs the warm path an import; mypy knows this name
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 
 class Log:

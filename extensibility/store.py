@@ -24,15 +24,17 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from extensibility import safety
 from extensibility.errors import LockTimeout
 from extensibility.log import Log
+
+TYPE_CHECKING = False  # typing costs the warm path an import; mypy knows this name
+if TYPE_CHECKING:
+    from typing import Any
 
 META = ".extensibility"
 MARKER = "complete"
@@ -255,6 +257,8 @@ class Store:
             # looks like an environment under the key.
             doomed = self.envs / f".trash-{key}-{os.getpid()}-{time.monotonic_ns()}"
             os.rename(root, doomed)
+            import shutil  # a removal is never on the warm path
+
             shutil.rmtree(doomed, ignore_errors=True)
 
     def entries(self) -> list[Entry]:

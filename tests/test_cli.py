@@ -103,8 +103,9 @@ from extensibility.cli import main
 sys.exit(main(["run", "--", "true"], json.loads(sys.argv[1])))
 """
 NEVER_ON_THE_WARM_PATH = ("packaging", "filelock", "venv", "yaml", "argparse", "dataclasses",
-                          "importlib.metadata", "extensibility.requirements",
-                          "extensibility.resolve", "extensibility.build")
+                          "typing", "shutil", "subprocess", "traceback", "importlib.metadata",
+                          "extensibility.requirements", "extensibility.resolve",
+                          "extensibility.build", "extensibility.commands.parser")
 
 
 def test_the_warm_path_imports_only_what_it_uses(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartServer, contract_env, run_entrypoint
-from tests.support import REPO, ImageVenv, Index, Pause, complete_envs
+from tests.support import REPO, ImageVenv, Index, Pause, complete_envs, wait_for
 
 pytestmark = pytest.mark.slow
 INSTALLERS = ["uv", "pip"]
@@ -97,6 +97,8 @@ def test_offline_wheelhouse_console_script_and_bytecode(
     assert result.returncode == 0, result.stderr
     [environment] = complete_envs(cache)
     assert result.stdout.strip() == f"hello from {environment}"
+    # compiled after the hand-off, in the background: wait for its marker, not for a time
+    wait_for((environment / ".extensibility" / "compiled").exists, 120, "the compile")
     assert list(environment.glob("lib/python3*/site-packages/hello_cli/__pycache__/*.pyc"))
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import sysconfig
 
 from extensibility.errors import SettingsError
+from extensibility.server_command import which
 
 
 def find_uv() -> str | None:
@@ -17,7 +17,7 @@ def find_uv() -> str | None:
     for candidate in candidates:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
-    return shutil.which("uv")
+    return which("uv", os.environ.get("PATH", os.defpath))
 
 
 def choose_installer(choice: str) -> tuple[str, str | None]:
