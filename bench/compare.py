@@ -35,9 +35,10 @@ def image_for(source: Path, work: Path, name: str) -> Path:
                     "-q", "-w", str(wheel_dir), str(source)], env=env, check=True)
     root = work / f"image-{name}"
     subprocess.run([sys.executable, "-m", "venv", str(root)], env=env, check=True)
+    wheel = next(wheel_dir.glob("*.whl"))  # the distribution's name differs across revisions
     subprocess.run([str(root / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index",
-                    "--find-links", str(IMAGE_WHEELHOUSE), "--find-links", str(wheel_dir),
-                    "azureml-extensibility[server,uv]"], env=env, check=True)
+                    "--find-links", str(IMAGE_WHEELHOUSE), f"{wheel}[server,uv]"], env=env,
+                   check=True)
     return root
 
 

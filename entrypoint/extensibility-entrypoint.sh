@@ -19,11 +19,11 @@ if [ -n "${EXTENSIBILITY_PYTHON:-}" ]; then
     case "$EXTENSIBILITY_PYTHON" in
         */*) [ -f "$EXTENSIBILITY_PYTHON" ] && [ -x "$EXTENSIBILITY_PYTHON" ] ;;
         *) command -v "$EXTENSIBILITY_PYTHON" >/dev/null 2>&1 ;;
-    esac || fail "EXTENSIBILITY_PYTHON=$EXTENSIBILITY_PYTHON is not an executable; set it to the image's Python (the one azureml-extensibility is installed in) or unset it"
+    esac || fail "EXTENSIBILITY_PYTHON=$EXTENSIBILITY_PYTHON is not an executable; set it to the image's Python (the one inference-extensibility is installed in) or unset it"
     set -- "$EXTENSIBILITY_PYTHON" -m extensibility run ${1+--} "$@"
 elif command -v extensibility >/dev/null 2>&1; then
     set -- extensibility run ${1+--} "$@"
 else
-    fail "the 'extensibility' command is not on PATH; install azureml-extensibility into the image's Python, or set EXTENSIBILITY_PYTHON to that Python"
+    fail "the 'extensibility' command is not on PATH; install inference-extensibility into the image's Python, or set EXTENSIBILITY_PYTHON to that Python"
 fi
 exec "$@"

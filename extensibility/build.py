@@ -25,7 +25,7 @@ from extensibility.installers.config import (
 )
 from extensibility.key import canonical_json
 from extensibility.layouts import Site, layout_for
-from extensibility.log import Log
+from extensibility.log import VERBOSE, Log
 from extensibility.offline import explain_missing, wheelhouse_folder
 from extensibility.protection import conflict_error
 from extensibility.resolve import Resolved, miss_reason
@@ -141,7 +141,7 @@ def _install(start: Start, site: Site, work_dir: Path, log: Log) -> tuple[str, .
                                                offline=settings.wheelhouse is not None,
                                                checked_only=checked_only),
                      held=tuple(site.protection.constraint_lines()), isolated=site.isolated,
-                     compile=start.compile_at_build)
+                     compile=start.compile_at_build, verbose=log.verbosity >= VERBOSE)
     try:
         result = make_installer(start.installer, start.uv_binary).install(job, log)
         if downloads.is_dir():  # what the installers cached is private too (uv's lock files)

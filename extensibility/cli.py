@@ -54,6 +54,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
         settings = Settings.from_environ(env)
         log.fmt = settings.log_format
+        if args is not None:
+            from extensibility.log import NORMAL, QUIET, VERBOSE
+
+            log.verbosity = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
         context = Context(settings, env, log, umask)
         if args is None:
             from extensibility.commands.run import serve, server_command

@@ -14,12 +14,18 @@ if TYPE_CHECKING:
     from typing import Any, TextIO
 
 
+QUIET, NORMAL, VERBOSE = 0, 1, 2
+
+
 class Log:
     def __init__(self, fmt: str = "text", stream: TextIO | None = None,
-                 started: float | None = None) -> None:
+                 started: float | None = None, verbosity: int = NORMAL) -> None:
         self.fmt = fmt
         self.stream = stream if stream is not None else sys.stderr
         self.started = time.monotonic() if started is None else started
+        # QUIET: phase lines, warnings and errors; NORMAL: also the installers' output;
+        # VERBOSE: the installers run verbosely too
+        self.verbosity = verbosity
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -29,8 +35,9 @@ class Log:
         self._emit("info", phase, message, fields)
 
     def progress(self, source: str, line: str) -> None:
-        """One line of installer output, passed through as it arrives."""
-        self._emit("progress", source, line, {})
+        """One line of installer output, passed through as it arrives (not when quiet)."""
+        if self.verbosity > QUIET:
+            self._emit("progress", source, line, {})
 
     def warning(self, phase: str, message: str, **fields: Any) -> None:
         self._emit("warning", phase, message, fields)

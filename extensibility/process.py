@@ -18,6 +18,7 @@ from extensibility.log import Log
 from extensibility.redact import redact_url
 
 TAIL_LINES = 30
+HEARTBEAT_SECONDS = 10.0  # a silent installer is announced at least this often
 _PR_SET_PDEATHSIG = 1
 
 
@@ -91,11 +92,17 @@ def run_streaming(command: Sequence[str], env: Mapping[str, str], log: Log, labe
         timer = threading.Timer(timeout, expire)
         timer.daemon = True
         timer.start()
+        heard = threading.Event()  # set by every line; the heartbeat waits on it
+        finished = threading.Event()
+        beat = threading.Thread(target=_heartbeat, args=(log, label, heard, finished, tail),
+                                daemon=True)
+        beat.start()
         try:
             for raw in process.stdout:
                 line = redact_url(raw.rstrip())
                 record.write(line + "\n")
                 lines.append(line)
+                heard.set()
                 if line.strip():
                     tail.append(line)
                     log.progress(label, line)
@@ -104,7 +111,25 @@ def run_streaming(command: Sequence[str], env: Mapping[str, str], log: Log, labe
             raise
         finally:
             timer.cancel()
+            finished.set()
+            heard.set()
+            beat.join()
     return Completed(process.returncode, "\n".join(lines), "\n".join(tail), expired.is_set())
+
+
+def _heartbeat(log: Log, label: str, heard: threading.Event, finished: threading.Event,
+               tail: collections.deque[str]) -> None:
+    """A line every HEARTBEAT_SECONDS while the installer is silent (a long download or
+    compile): a health probe and a person both see the start is alive, and doing what."""
+    import time
+
+    started = time.monotonic()
+    while not finished.is_set():
+        if not heard.wait(HEARTBEAT_SECONDS) and not finished.is_set():
+            last = tail[-1] if tail else "no output yet"
+            log.phase("install", f"{label} still running, {time.monotonic() - started:.0f} s "
+                      f"(last: {last[:120]})")
+        heard.clear()
 
 
 def check(completed: Completed, label: str, subject: str, timeout: float, fix: str) -> None:

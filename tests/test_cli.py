@@ -117,3 +117,47 @@ def test_the_warm_path_imports_only_what_it_uses(tmp_path: Path) -> None:
     assert "request unchanged" in child.stderr  # it was the warm path
     imported = set(json.loads(child.stdout))
     assert {m for m in NEVER_ON_THE_WARM_PATH if m in imported} == set()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])
+def test_help_lists_every_variable_with_its_default(
+    argv: list[str], capsys: pytest.CaptureFixture[str],
+) -> None:
+    from extensibility.settings import SETTINGS
+
+    with pytest.raises(SystemExit) as done:
+        main(argv, {})
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "environment variables" in out.replace("\n", " ")
+    for setting in SETTINGS:
+        assert f"  {setting.variable} (default: " in out, setting.variable
+
+
+def test_doctor_json_is_typed_and_versioned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    setup = Setup(tmp_path)
+    code = main(["doctor", "--json", "--", "true"], setup.env)
+    report = json.loads(capsys.readouterr().out)
+    assert report["schema_version"] == 1 and report["ok"] is (code == 0)
+    assert {f["item"] for f in report["findings"]} >= {"interpreter", "cache", "request"}
+    assert all(isinstance(f["ok"], bool) for f in report["findings"])
+
+
+def test_quiet_and_verbose(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """-q: no installer output; default: its lines; -v: the installer itself is verbose."""
+    outputs = {}
+    for flag in ("-q", None, "-v"):
+        folder = tmp_path / (flag or "default").strip("-")
+        folder.mkdir()
+        setup = Setup(folder)
+        argv = ["prepare", *([flag] if flag else []), "--", "true"]
+        assert main(argv, setup.env) == 0
+        outputs[flag] = capsys.readouterr().err
+    assert "  | " not in outputs["-q"] and "complete" in outputs["-q"]
+    assert "  | " in outputs[None] and " -v" not in outputs[None]
+    assert "--no-progress -v" in outputs["-v"]  # uv was asked for its verbose output
+    (tmp_path / "plan").mkdir()
+    assert main(["plan", "-q", "--", "true"], Setup(tmp_path / "plan").env) == 0
+    assert "key document:" not in capsys.readouterr().out

@@ -183,7 +183,7 @@ def test_other_python_without_py_rattler_exits_95_with_two_ways_out(
     assert done.returncode == 95, done.stderr
     assert f"'python={OTHER_MINOR}' asks for another Python" in done.stderr
     assert "py-rattler is not installed" in done.stderr
-    assert f"python={MINOR}" in done.stderr and "azureml-extensibility[conda]" in done.stderr
+    assert f"python={MINOR}" in done.stderr and "inference-extensibility[conda]" in done.stderr
 
     doctor = run_entrypoint(image, env, "doctor")
     assert doctor.returncode == 1

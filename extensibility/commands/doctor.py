@@ -36,15 +36,28 @@ class Finding:
     fix: str | None = None
 
 
+# `doctor --json`: bumped when a field changes meaning or goes away (docs/cli.md)
+SCHEMA_VERSION = 1
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     command_argument(parser)
 
 
 def main(args: argparse.Namespace, context: Context) -> int:
     command = server_command(args.command, context.settings)
     findings = diagnose(context.settings, context.env, command)
-    print(report(findings))
-    return 0 if all(f.ok for f in findings) else 1
+    ok = all(f.ok for f in findings)
+    if args.json:
+        import json
+
+        print(json.dumps({"schema_version": SCHEMA_VERSION, "ok": ok, "findings": [
+            {"item": f.item, "ok": f.ok, "detail": f.detail, "fix": f.fix} for f in findings]},
+            indent=1))
+    else:
+        print(report(findings))
+    return 0 if ok else 1
 
 
 def diagnose(settings: Settings, env: Mapping[str, str], command: Sequence[str]) -> list[Finding]:

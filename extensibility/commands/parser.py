@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import textwrap
 from collections.abc import Sequence
 
 from extensibility import __version__
@@ -12,15 +13,41 @@ from extensibility.commands import COMMANDS
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="extensibility",
+        prog="extensibility", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Install a deployment's extra Python packages into a cached overlay "
-        "environment over this image's Python, then start the scoring server in it.")
+        "environment over this image's Python, then start the scoring server in it.\n"
+        "Configuration is read from environment variables (listed below).",
+        epilog=variables_help())
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
     for name, (module, summary) in COMMANDS.items():
-        command = commands.add_parser(name, help=summary)
+        command = commands.add_parser(name, help=summary,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.add_argument("-q", "--quiet", action="store_true",
+                             help="phase lines, warnings and errors only (no installer output)")
+        command.add_argument("-v", "--verbose", action="store_true",
+                             help="the installers run verbosely; everything is shown")
         importlib.import_module(f"extensibility.commands.{module}").add_arguments(command)
+        if name == "run":
+            command.epilog = variables_help()
     return parser
+
+
+def variables_help() -> str:
+    """Every variable, from the one settings table: the contract's, then ours."""
+    from extensibility.settings import SETTINGS
+
+    lines = []
+    for contract in (True, False):
+        lines.append("the prebuilt images' variables:" if contract else
+                     "this entrypoint's variables (docs/variables.md):")
+        for setting in (s for s in SETTINGS if s.contract == contract):
+            default = setting.default if setting.default is not None else (
+                "computed" if setting.dynamic_default else "unset")
+            lines.append(f"  {setting.variable} (default: {default})")
+            lines += textwrap.wrap(setting.help, 76, initial_indent="      ",
+                                   subsequent_indent="      ")
+    return "\n".join(lines)
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:

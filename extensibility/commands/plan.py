@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from extensibility.resolve import Resolved
 
 
+# `plan --json`: bumped when a field changes meaning or goes away (docs/cli.md)
+SCHEMA_VERSION = 1
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     command_argument(parser)
@@ -38,6 +42,7 @@ def main(args: argparse.Namespace, context: Context) -> int:
         except ExtensibilityError as error:
             refusal = error
     summary = _summary(start, resolved)
+    summary["schema_version"] = SCHEMA_VERSION
     summary["state"] = "refused" if refusal else "hit" if summary["environment"] else \
         "miss" if resolved else "nothing to install"
     summary["refusal"] = None if refusal is None else {
@@ -46,7 +51,7 @@ def main(args: argparse.Namespace, context: Context) -> int:
     if args.json:
         print(json.dumps(summary, indent=1, sort_keys=True))
     else:
-        _print(start, resolved, summary)
+        _print(start, resolved, summary, key_document=not args.quiet)
     if refusal is not None:
         context.log.failure(refusal)
         return refusal.exit_code
@@ -75,7 +80,8 @@ def _summary(start: Start, resolved: Resolved | None) -> dict[str, Any]:
     }
 
 
-def _print(start: Start, resolved: Resolved | None, summary: dict[str, Any]) -> None:
+def _print(start: Start, resolved: Resolved | None, summary: dict[str, Any], *,
+           key_document: bool) -> None:
     print(f"request:   {start.request.describe()}")
     if summary["refusal"]:
         print(f"refused:   exit {summary['refusal']['exit_code']}, "
@@ -94,7 +100,7 @@ def _print(start: Start, resolved: Resolved | None, summary: dict[str, Any]) -> 
         for change in summary["changes"] or ():
             print(f"change:    {change}")
     print(f"command:   {' '.join(start.command)}  (cwd {start.settings.app_root})")
-    if resolved is not None:
+    if resolved is not None and key_document:
         from extensibility.key import canonical_json
 
         print("key document:")

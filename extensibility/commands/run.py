@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from extensibility.commands.parser import command_argument
 
     parser.description = ("Prepare the environment, then exec COMMAND in it (default: "
-                          "azmlinfsrv --entry_script $AZUREML_ENTRY_SCRIPT, from the app root).")
+                          "azmlinfsrv --entry_script $AZUREML_ENTRY_SCRIPT, from the app root).\n"
+                          "Configuration is read from environment variables (listed below).")
     command_argument(parser)
 
 

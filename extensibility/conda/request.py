@@ -117,7 +117,7 @@ def _minor(version: str) -> str:
 
 def _ways_out(decision: Decision, running: str, path: Path) -> str:
     extra = (f"or install the conda extra into the image (pip install "
-             f"'azureml-extensibility[conda]') so {path.name} gets a conda prefix")
+             f"'inference-extensibility[conda]') so {path.name} gets a conda prefix")
     if decision.python_problem:
         return (f"either pin python={_minor(running)} (this image's Python) in {path.name} and "
                 f"keep to packages that exist on PyPI, {extra} with its own Python")

@@ -26,6 +26,7 @@ class InstallJob:
     isolated: bool = False
     # byte-compile while installing (False: the start compiles in the background, compile.py)
     compile: bool = True
+    verbose: bool = False  # the installer's own verbose output (`-v`)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ class PipInstaller:
             command += ["-c", str(constraints)]
         if not job.compile:
             command.append("--no-compile")
+        if job.verbose:
+            command.append("-v")
         command += pip_flags(job.spec.options)
         sources = pip_sources(job.spec.options, job.env)
         completed = run_streaming(command, {**job.env, **sources}, log, "pip",

@@ -50,7 +50,7 @@ class UvInstaller:
         return InstallResult(tuple(_summary(line) for line in added))
 
     def _run(self, job: InstallJob, log: Log, arguments: list[str], label: str) -> str:
-        command = [self.binary, *arguments, "--no-progress"]
+        command = [self.binary, *arguments, "--no-progress", *(["-v"] if job.verbose else [])]
         sources = uv_sources(job.spec.options, job.env)
         completed = run_streaming(command, {**job.env, **sources}, log, label,
                                   job.work_dir / "build.log", job.timeout, shown=sources)
