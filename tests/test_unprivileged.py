@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import build_image, hermetic_env
+from tests.support import ImageVenv, build_image, hermetic_env
 
 pytestmark = pytest.mark.slow
 SYSTEM_PYTHON = "/usr/bin/python3.11"
@@ -38,14 +38,21 @@ def as_user(command: list[str], env: dict[str, str]) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=300, check=False, cwd="/")
 
 
-@needs_root
-def test_non_root_user_with_read_only_image_and_no_home(packages: Path, shared_tmp: Path) -> None:
+def image_and_app(packages: Path, shared_tmp: Path) -> tuple[ImageVenv, Path]:
+    """An image on the system Python and an app offline from a wheelhouse, both readable by
+    the container's user and writable only by root."""
     image = build_image(shared_tmp / "image", shared_tmp / "build", base_python=SYSTEM_PYTHON)
     app = shared_tmp / "app"
     shutil.copytree(packages, app / "wheels")
     (app / "score.py").write_text("")
     (app / "requirements.txt").write_text("--no-index\n--find-links ./wheels\ngreeting\n")
     subprocess.run(["chmod", "-R", "a+rX,go-w", str(shared_tmp)], check=True)
+    return image, app
+
+
+@needs_root
+def test_non_root_user_with_read_only_image_and_no_home(packages: Path, shared_tmp: Path) -> None:
+    image, app = image_and_app(packages, shared_tmp)
     before = sorted(str(p) for p in image.root.rglob("*"))
 
     env = hermetic_env(shared_tmp, HOME="/nonexistent", AML_APP_ROOT=str(app),
@@ -73,12 +80,7 @@ def test_a_cache_prepared_by_root_is_served_by_the_images_user(packages: Path,
     """`extensibility prepare` at image build time as root (even with umask 077), then the
     image's non-root user, whose HOME is unreadable, starts warm from that read-only cache,
     and lists it."""
-    image = build_image(shared_tmp / "image", shared_tmp / "build", base_python=SYSTEM_PYTHON)
-    app = shared_tmp / "app"
-    shutil.copytree(packages, app / "wheels")
-    (app / "score.py").write_text("")
-    (app / "requirements.txt").write_text("--no-index\n--find-links ./wheels\ngreeting\n")
-    subprocess.run(["chmod", "-R", "a+rX,go-w", str(shared_tmp)], check=True)
+    image, app = image_and_app(packages, shared_tmp)
     cache = shared_tmp / "image-cache"
     env = hermetic_env(shared_tmp, HOME="/root", AML_APP_ROOT=str(app),
                        AZUREML_ENTRY_SCRIPT="score.py", EXTENSIBILITY_CACHE_DIR=str(cache),
