@@ -306,18 +306,23 @@ def table(samples: dict[str, dict[str, list[float]]]) -> str:
     return "\n".join(out)
 
 
+# (numerator, denominator, what, target). "old" is the images' script: it reinstalls on every
+# container start, since a container restarts from its image (score-old); score-old-restart
+# is the rarer restart of the process inside a running container (everything satisfied).
 RATIOS = [
     ("ours-cold-run", "uv-raw", "cold start to exec (compile deferred) / raw uv", "<= 0.5"),
     ("ours-cold-uv", "uv-raw", "cold start with uv, compiled (prepare) / raw uv", "<= 1.15"),
-    ("ours-cold-pip", "pip-raw", "cold start with pip / raw pip", "<= 1.10"),
-    ("old-start", "ours-cold-uv", "old first start / ours cold with uv", ">= 4"),
-    ("old-restart", "ours-warm", "old restart / ours warm", ">= 50"),
+    ("ours-cold-pip", "pip-raw", "cold start with pip, compiled (prepare) / raw pip", "<= 1.10"),
+    ("old-start", "ours-cold-run", "old start / ours cold, to exec", ">= 4"),
+    ("old-restart", "ours-warm", "old process restart (all satisfied) / ours warm", ">= 50"),
     ("score-old", "score-ours-cold", "first score: old / ours cold", ">= 3"),
-    ("score-old", "score-ours-warm", "first score: old / ours warm", "> 1"),
-    ("score-old-restart", "score-restart-compiling",
+    ("score-old", "score-ours-warm", "first score: old / ours warm (prepared)", ">= 10"),
+    ("score-old", "score-restart-compiling",
      "first score on a restart: old / ours, compile still running", ">= 10"),
-    ("score-old-restart", "score-restart-compiled",
+    ("score-old", "score-restart-compiled",
      "first score on a restart: old / ours, compiled", ">= 10"),
+    ("score-old-restart", "score-restart-compiled",
+     "first score: old process restart / ours restart", "> 1"),
 ]
 
 

@@ -94,4 +94,9 @@ def start_background(store: Store, environment: Path, log: Log) -> None:
 
 
 def _lowest_priority() -> None:
-    os.nice(19)
+    # SCHED_IDLE: run only on CPU time nobody else wants (the booting server comes first);
+    # where it is not available, the lowest nice value
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
