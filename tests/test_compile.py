@@ -94,3 +94,19 @@ def test_prepare_and_compile_build_compile_while_installing(
     assert "--compile-bytecode" in err
     [entry] = Store(tmp_path / "cache").entries()
     assert (entry.path / ".extensibility" / COMPILED).exists() and pyc_files(entry.path)
+
+
+def test_the_scoring_scripts_imports_are_compiled_first(tmp_path: Path) -> None:
+    from extensibility.compile import imported_packages
+
+    site = tmp_path / "env" / "lib" / "python3.11" / "site-packages"
+    for name in ("numpy", "pandas", "sklearn", "zlib_stuff"):
+        (site / name).mkdir(parents=True)
+    script = tmp_path / "score.py"
+    script.write_text("import json\nimport numpy as np\n\ndef init():\n"
+                      "    from sklearn.linear_model import Ridge\n    import pandas\n"
+                      "    from . import local\n")
+    assert imported_packages(script, tmp_path / "env") == [site / "numpy", site / "sklearn",
+                                                            site / "pandas"]
+    script.write_text("this is not python (\n")
+    assert imported_packages(script, tmp_path / "env") == []

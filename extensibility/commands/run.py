@@ -68,7 +68,9 @@ def serve(context: Context, command: Sequence[str]) -> int:
         log_packages(environment, context)
         from extensibility.compile import start_background
 
-        start_background(start.store, environment, context.log)
+        settings = context.settings
+        start_background(start.store, environment, context.log,
+                         settings.app_root / settings.entry_script)
     lib_path = start.request.path if start.request.kind == LIB_PATH else None
     handoff = prepare_handoff(context.settings, command, context.env, environment, lib_path)
     context.log.phase("exec", f"{handoff.describe()} (cwd {handoff.cwd})")
