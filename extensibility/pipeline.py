@@ -2,7 +2,7 @@
 
     Start (inputs read once)
       -> warm.find            a note for these exact inputs: the environment, no parsing
-      -> resolve.resolve      parse, policy, offline, key document, key
+      -> resolve.resolve      parse, policy, offline, protection and conflicts, key
       -> build.ensure_environment   lookup under locks; on a miss, layout/install/check/publish
       -> warm.remember        the note, from what was read before the build
 """
