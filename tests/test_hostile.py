@@ -352,3 +352,20 @@ def test_the_key_document_of_an_unreadable_home_is_computed(tmp_path: Path) -> N
     with bounded():
         settings = installer_settings("pip", {"HOME": str(home)})
     assert json.dumps(settings)
+
+
+def test_a_download_cache_others_could_change_is_cleared_before_a_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """umask 002 left uv's cache group-writable: another user could edit a cached wheel that
+    the next build installs. The build clears it first (it only holds downloads)."""
+    setup = Setup(tmp_path)
+    planted = tmp_path / "cache" / "downloads" / "uv" / "archive-v0" / "x" / "module.py"
+    planted.parent.mkdir(parents=True)
+    planted.write_text("print('edited by someone else')\n")
+    planted.chmod(0o664)
+    assert main(["prepare", "--", "true"], setup.env) == 0
+    err = capsys.readouterr().err
+    assert "could be changed by other users: it was cleared" in err
+    assert not planted.exists()
+    assert _others_can_write(tmp_path / "cache") == []
