@@ -28,20 +28,24 @@ from extensibility.store import META, Store, locked
 COMPILED = "compiled"
 # run by the environment's own interpreter: its .pyc files must carry its cache tag
 _CHILD = """
-import compileall, fcntl, os, sys
-lock, marker, *folders = sys.argv[1:]
+import compileall, fcntl, os, re, sys
+lock, marker, first, *folders = sys.argv[1:]
 fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
 try:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 except BlockingIOError:
     sys.exit(0)
-for folder in folders:  # a file that does not compile (py2 test data) is left as it is
+# the packages the scoring script imports, without their test suites: what the server is
+# about to import, so the idle core stays ahead of it
+tests = re.compile(r"[/\\\\](tests?|testing)[/\\\\]")
+for folder in folders[:int(first)]:
+    compileall.compile_dir(folder, quiet=2, workers=0, rx=tests)
+for folder in folders[int(first):]:  # a file that does not compile (py2 test data) stays so
     compileall.compile_dir(folder, quiet=2, workers=0)
 temporary = "%s.%d.tmp" % (marker, os.getpid())
 os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
 os.replace(temporary, marker)
 """
-
 
 def site_folders(environment: Path) -> list[Path]:
     """Where an environment's modules are: its site-packages (and a conda prefix's)."""
@@ -112,7 +116,8 @@ def start_background(store: Store, environment: Path, log: Log,
     # the whole site folders after: what is already compiled is skipped there
     folders = [str(f) for f in (*first, *site_folders(environment))]
     child = subprocess.Popen(
-        [str(python), "-c", _CHILD, str(lock), str(environment / META / COMPILED), *folders],
+        [str(python), "-c", _CHILD, str(lock), str(environment / META / COMPILED),
+         str(len(first)), *folders],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, preexec_fn=_lowest_priority, close_fds=True)
     log.phase("compile", f"byte-compiling {environment} in the background (pid {child.pid}, "
