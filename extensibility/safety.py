@@ -59,10 +59,11 @@ def _refuse(path: Path, info: os.stat_result) -> None:
 
 
 def check(paths: Iterable[Path]) -> None:
-    """Refuse (exit 92) if another user could change any of `paths` (missing ones pass)."""
+    """Refuse (exit 92) if another user could change any of `paths` (missing ones pass).
+    Links are followed: a cache folder given as a link is judged by what it points to."""
     for path in paths:
         try:
-            info = os.lstat(path)
+            info = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             continue
         _refuse(path, info)
