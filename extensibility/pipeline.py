@@ -20,7 +20,8 @@ def environment_for(start: Start, log: Log) -> Path | None:
     """The environment to run in (None: the image's Python as it is)."""
     if not start.request.installs:
         return None
-    found = warm.find(start, log)
+    note = warm.note_path(start)  # the warm digest, computed once for find and remember
+    found = warm.find(start, note, log)
     if found is not None:
         return found
     # imported here: a warm start never pays for parsing, hashing or building
@@ -29,5 +30,5 @@ def environment_for(start: Start, log: Log) -> Path | None:
 
     resolved = resolve(start, log)
     environment = ensure_environment(start, resolved, log)
-    warm.remember(start, resolved)
+    warm.remember(resolved, note)
     return environment

@@ -44,13 +44,17 @@ def folder_mode() -> int:
     return 0o777 & ~build_umask()
 
 
+def _writable_by_others(info: os.stat_result) -> bool:
+    return bool(info.st_mode & 0o022) and not stat.S_ISLNK(info.st_mode)
+
+
 def _refuse(path: Path, info: os.stat_result) -> None:
     if not trusted(info.st_uid):
         raise UnsafeCache(f"{path} belongs to uid {info.st_uid}, not to this user "
                           f"({os.getuid()}) nor to root",
                           fix=f"chown -R {os.getuid()} {path}, or point EXTENSIBILITY_CACHE_DIR "
                           "at a folder of this user's")
-    if info.st_mode & 0o022 and not stat.S_ISLNK(info.st_mode):
+    if _writable_by_others(info):
         raise UnsafeCache(f"{path} can be written by other users (mode "
                           f"{info.st_mode & 0o777:o})",
                           fix=f"chmod -R go-w {path}, or point EXTENSIBILITY_CACHE_DIR at a "
@@ -96,8 +100,7 @@ def clear_unsafe_cache(folder: Path) -> bool:
         for name in (".", *dirs, *files):
             path = os.path.join(current, name)
             info = os.lstat(path)
-            if not trusted(info.st_uid) or (info.st_mode & 0o022 and
-                                            not stat.S_ISLNK(info.st_mode)):
+            if not trusted(info.st_uid) or _writable_by_others(info):
                 shutil.rmtree(folder, ignore_errors=True)
                 if folder.exists():
                     _refuse(Path(path), info)

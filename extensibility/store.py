@@ -124,8 +124,7 @@ class Store:
         cannot be made, not taken (None): nobody can clean such a cache up under us."""
         try:
             self._ensure_root()
-            descriptor = os.open(self.use_lock_path(key),
-                                 os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, safety.file_mode())
+            descriptor = open_lock(self.use_lock_path(key))
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
@@ -158,7 +157,7 @@ class Store:
             yield False
             return
         try:
-            descriptor = os.open(self.use_lock_path(key), os.O_RDWR | os.O_CREAT, 0o600)
+            descriptor = open_lock(self.use_lock_path(key))
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -317,6 +316,11 @@ def write_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def open_lock(path: Path) -> int:
+    """A lock file, made if missing: private to the cache's owner, links not followed."""
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, safety.file_mode())
 
 
 def locked(path: Path) -> bool:

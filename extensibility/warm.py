@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 SCHEMA = 2
 FOLDER = "warm"
 MAX_NOTE = 16 << 20
+_NOTE_PARTS = ("variables", "files", "wheelhouses", "local", "channels")
 
 
 def warm_digest(start: Start) -> str:
@@ -62,9 +63,9 @@ def note_path(start: Start) -> Path:
     return start.store.root / FOLDER / f"{warm_digest(start)}.json"
 
 
-def find(start: Start, log: Log) -> Path | None:
-    """The environment, if the request is unchanged since a start that wrote a note."""
-    path = note_path(start)
+def find(start: Start, path: Path, log: Log) -> Path | None:
+    """The environment, if the request is unchanged since a start that wrote the note at
+    `path` (`note_path(start)`)."""
     try:
         safety.check([path])  # the folder is checked with the store's (lookup below)
         note = json.loads(read_regular(path, MAX_NOTE))
@@ -72,7 +73,9 @@ def find(start: Start, log: Log) -> Path | None:
         return None
     if not isinstance(note, dict) or not still_valid(note, start.env):
         return None
-    key = str(note["key"])
+    key = note.get("key")
+    if not isinstance(key, str) or "/" in key or key.startswith("."):
+        return None  # not a key this cache could hold
     store = start.store
     if store.lookup(key) is None:
         return None
@@ -103,9 +106,9 @@ def note_for(resolved: Resolved) -> dict[str, object]:
     }
 
 
-def remember(start: Start, resolved: Resolved) -> None:
-    """Leave the note for the next start (best effort: a read-only cache just stays slow)."""
-    path = note_path(start)
+def remember(resolved: Resolved, path: Path) -> None:
+    """Leave the note at `path` for the next start (best effort: a read-only cache just
+    stays slow)."""
     try:
         path.parent.mkdir(mode=safety.folder_mode(), parents=True, exist_ok=True)
         write_atomic(path, json.dumps(note_for(resolved), sort_keys=True))
@@ -115,12 +118,11 @@ def remember(start: Start, resolved: Resolved) -> None:
 
 def still_valid(note: Mapping[str, object], env: Mapping[str, str]) -> bool:
     """Whether everything the note lists is as it was when its key was computed."""
+    parts = [part for part in (note.get(name) for name in _NOTE_PARTS) if isinstance(part, dict)]
+    if len(parts) != len(_NOTE_PARTS):
+        return False  # a note of another schema
+    variables, files, wheelhouses, local, channels = parts
     try:
-        variables, files = note["variables"], note["files"]
-        wheelhouses, local, channels = note["wheelhouses"], note["local"], note["channels"]
-        assert isinstance(variables, dict) and isinstance(files, dict)
-        assert isinstance(wheelhouses, dict) and isinstance(local, dict)
-        assert isinstance(channels, dict)
         if channels:
             from extensibility.conda.channels import unchanged
 
@@ -133,5 +135,5 @@ def still_valid(note: Mapping[str, object], env: Mapping[str, str]) -> bool:
             and all(fingerprint_wheelhouse(Path(p)) == f for p, f in wheelhouses.items())
             and all(fingerprint_path(Path(p)) == f for p, f in local.items())
         )
-    except (OSError, KeyError, AttributeError, AssertionError, ValueError):
+    except (OSError, AttributeError, ValueError):
         return False

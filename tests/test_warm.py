@@ -63,6 +63,11 @@ def log() -> Log:
     return Log("text")
 
 
+def find(start: Start) -> Path | None:
+    """The warm shortcut as a start takes it: its note's path first, then the lookup."""
+    return warm.find(start, warm.note_path(start), log())
+
+
 def stand_in_for_a_build(start: Start, resolved: Resolved) -> None:
     """What a completed build leaves: the interpreter and the marker (written last)."""
     store = start.store
@@ -79,14 +84,14 @@ def cold_start(setup: Setup, changed: dict[str, str] | None = None, *,
     start = setup.start(changed, real=real)
     resolved = resolve(start, log())
     stand_in_for_a_build(start, resolved)
-    warm.remember(start, resolved)
+    warm.remember(resolved, warm.note_path(start))
     return resolved
 
 
 def test_an_unchanged_request_is_a_hit_without_parsing(tmp_path: Path) -> None:
     setup = Setup(tmp_path)
     resolved = cold_start(setup)
-    found = warm.find(setup.start(), log())
+    found = find(setup.start())
     assert found == setup.start().store.env_dir(resolved.key)
 
 
@@ -125,9 +130,9 @@ def test_each_input_the_key_depends_on_makes_a_miss(what: str, tmp_path: Path) -
     cold_start(setup)
     change, variables = MISSES[what]
     change(setup)
-    assert warm.find(setup.start(variables), log()) is None
+    assert find(setup.start(variables)) is None
     resolved = cold_start(setup, variables)  # the full path builds anew, then it is a hit
-    assert warm.find(setup.start(variables), log()) == \
+    assert find(setup.start(variables)) == \
         setup.start().store.env_dir(resolved.key)
 
 
@@ -142,12 +147,12 @@ def test_a_file_changed_during_the_build_is_not_noted_as_built(tmp_path: Path) -
     request.write_text(old_request + "hello-cli\n")
     include.write_text("tinydep>=1\n")
     stand_in_for_a_build(start, resolved)
-    warm.remember(start, resolved)
-    assert warm.find(setup.start(), log()) is None  # the new content is not the built one
+    warm.remember(resolved, warm.note_path(start))
+    assert find(setup.start()) is None  # the new content is not the built one
     include.write_text(old_include)
-    assert warm.find(setup.start(), log()) is None  # the request file still differs
+    assert find(setup.start()) is None  # the request file still differs
     request.write_text(old_request)
-    assert warm.find(setup.start(), log()) == start.store.env_dir(resolved.key)
+    assert find(setup.start()) == start.store.env_dir(resolved.key)
 
 
 def test_a_note_without_its_environment_or_unreadable_is_a_miss(tmp_path: Path) -> None:
@@ -156,9 +161,12 @@ def test_a_note_without_its_environment_or_unreadable_is_a_miss(tmp_path: Path) 
     start = setup.start()
     note = warm.note_path(start)
     note.write_text("{not json")
-    assert warm.find(start, log()) is None
+    assert find(start) is None
     note.write_text(json.dumps({"key": resolved.key}))  # a note of another schema
-    assert warm.find(start, log()) is None
-    warm.remember(start, resolved)
+    assert find(start) is None
+    note.write_text(json.dumps({"variables": {}, "files": {}, "wheelhouses": {}, "local": {},
+                                "channels": {}, "key": "../../elsewhere"}))
+    assert find(start) is None
+    warm.remember(resolved, warm.note_path(start))
     start.store.discard(resolved.key)  # removed by a clean-up
-    assert warm.find(start, log()) is None
+    assert find(start) is None
