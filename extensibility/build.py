@@ -56,15 +56,25 @@ def ensure_environment(start: Start, resolved: Resolved, log: Log) -> Path:
             if store.begin(key):
                 log.phase("cache", f"removed the leftover of an interrupted or damaged build "
                           f"of {key}")
-            store.journal(event="build-started", key=key)
+            claim = None
             try:
                 with _terminate_raises(key):
+                    if start.remote is not None:
+                        claim = start.remote.obtain(store, key, canonical_json(resolved.document),
+                                                    start.image.python, log)
+                        if claim.restored:
+                            return store.env_dir(key)
+                    store.journal(event="build-started", key=key)
                     _build(start, resolved, log)
             except BaseException as exc:
                 store.discard(key)  # nothing half-built stays under the key
                 store.journal(event="build-failed", key=key, error=type(exc).__name__)
+                if claim is not None and claim.lease is not None:
+                    claim.lease.release()  # another node may build it now
                 raise
             store.journal(event="build-complete", key=key)
+            if start.remote is not None and claim is not None and claim.lease is not None:
+                start.remote.pending = claim  # published by the command (remote/publish.py)
     except OSError as exc:
         raise _os_failure(exc, settings.cache_dir) from exc
     _clean_up(start, log)

@@ -111,17 +111,40 @@ def start_background(store: Store, environment: Path, log: Log,
         return  # a compile started by an earlier start is still running
     import subprocess
 
-    python = environment / "bin" / "python"
     first = imported_packages(script, environment) if script is not None else []
-    # the whole site folders after: what is already compiled is skipped there
-    folders = [str(f) for f in (*first, *site_folders(environment))]
     child = subprocess.Popen(
-        [str(python), "-c", _CHILD, str(lock), str(environment / META / COMPILED),
-         str(len(first)), *folders],
+        _command(store, environment, first),
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, preexec_fn=_lowest_priority, close_fds=True)
     log.phase("compile", f"byte-compiling {environment} in the background (pid {child.pid}, "
               "lowest CPU priority); the server does not wait for it")
+
+
+def compile_now(store: Store, environment: Path) -> None:
+    """Return once `environment` is compiled: wait for a compile that is running, or run
+    one here (the remote cache publishes only compiled environments)."""
+    import fcntl
+    import subprocess
+
+    from extensibility.store import open_lock
+
+    while not is_compiled(environment):
+        descriptor = open_lock(compile_lock_path(store, environment.name))
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)  # blocks while another compile runs
+        finally:
+            os.close(descriptor)
+        if not is_compiled(environment):
+            subprocess.run(_command(store, environment, []), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def _command(store: Store, environment: Path, first: list[Path]) -> list[str]:
+    # the whole site folders after the scoring script's packages: what is compiled is skipped
+    folders = [str(f) for f in (*first, *site_folders(environment))]
+    return [str(environment / "bin" / "python"), "-c", _CHILD,
+            str(compile_lock_path(store, environment.name)),
+            str(environment / META / COMPILED), str(len(first)), *folders]
 
 
 def _lowest_priority() -> None:

@@ -87,6 +87,21 @@ class UnsafeCache(ExtensibilityError):
     title = "unsafe cache folder"
 
 
+class NotPublished(ExtensibilityError):
+    """`pull`: the remote cache has no usable environment for the request."""
+
+    exit_code = 91
+    title = "not in the remote cache"
+
+
+class RemoteUnavailable(ExtensibilityError):
+    """`push`, `pull`, `ls --remote`, `gc --remote`: the remote cache could not be used.
+    (`run` never fails for this: it builds locally.)"""
+
+    exit_code = 90
+    title = "remote cache unavailable"
+
+
 class UsageError(ExtensibilityError):
     exit_code = 2
     title = "usage"

@@ -3,7 +3,8 @@
     Start (inputs read once)
       -> warm.find            a note for these exact inputs: the environment, no parsing
       -> resolve.resolve      parse, policy, offline, protection and conflicts, key
-      -> build.ensure_environment   lookup under locks; on a miss, layout/install/check/publish
+      -> build.ensure_environment   lookup under locks; on a miss, the remote cache (restore,
+                              or claim the build), else layout/install/check/publish
       -> warm.remember        the note, from what was read before the build
 """
 
@@ -26,9 +27,11 @@ def environment_for(start: Start, log: Log) -> Path | None:
         return found
     # imported here: a warm start never pays for parsing, hashing or building
     from extensibility.build import ensure_environment
+    from extensibility.remote import open_remote
     from extensibility.resolve import resolve
 
     resolved = resolve(start, log)
+    start.remote = open_remote(start.settings, start.env, log)
     environment = ensure_environment(start, resolved, log)
     warm.remember(resolved, note)
     return environment

@@ -118,6 +118,14 @@ SETTINGS: tuple[Setting, ...] = (
             "background after the server starts, `prepare` while installing) or build "
             "(always while installing, before the server starts).",
             choices=("auto", "build")),
+    Setting("remote_cache", "EXTENSIBILITY_REMOTE_CACHE", None,
+            "Remote environment cache shared by every node of a deployment: "
+            "https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX][?SAS]. A miss is built "
+            "once (a blob lease) and published; other nodes restore it (docs/scale-out.md). "
+            "Needs the [remote] extra."),
+    Setting("remote_wait", "EXTENSIBILITY_REMOTE_WAIT", "600",
+            "Seconds a start waits for another node that is building the same environment "
+            "to publish it, before building it here."),
     Setting("install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT", "1800",
             "Seconds an installer may run before it is stopped and the start fails (exit 95)."),
     Setting("retries", "EXTENSIBILITY_RETRIES", "3",
@@ -160,6 +168,8 @@ class Settings:
     no_extra_index: bool
     no_direct_references: bool
     install_timeout: float
+    remote_cache: str | None
+    remote_wait: float
     compile: str
     retries: int
     gc_max_age: float | None
@@ -237,6 +247,8 @@ class Settings:
             no_direct_references=_flag(_required(raw, "no_direct_references"),
                                        "EXTENSIBILITY_NO_DIRECT_REFERENCES"),
             install_timeout=_seconds(raw, "install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT"),
+            remote_cache=raw["remote_cache"],
+            remote_wait=_seconds(raw, "remote_wait", "EXTENSIBILITY_REMOTE_WAIT"),
             compile=_required(raw, "compile"),
             retries=_count(_required(raw, "retries"), "EXTENSIBILITY_RETRIES"),
             gc_max_age=_optional(raw["gc_max_age"], parse_duration, "EXTENSIBILITY_GC_MAX_AGE"),

@@ -29,6 +29,8 @@ from tests.support import (
 )
 from tests.wheels import build_wheel, relabel_wheel
 
+pytest_plugins = ["tests.azurite"]  # the Azure Storage emulator: `azurite`, `container`
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that needs the simulated image (and so the image wheels `./dev` downloads)

@@ -105,7 +105,7 @@ def build_image(root: Path, tmp: Path, *, extra_find_links: Sequence[Path] = (),
     links = [IMAGE_WHEELHOUSE, own, *extra_find_links]
     subprocess.run([*pip, "install", "-q", "--no-index",
                     *(arg for link in links for arg in ("--find-links", str(link))),
-                    "inference-extensibility[server,uv]", *extra_packages],
+                    "inference-extensibility[server,uv,remote]", *extra_packages],
                    env=env, check=True)
     return ImageVenv(root)
 

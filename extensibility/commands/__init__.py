@@ -20,8 +20,12 @@ COMMANDS: Mapping[str, tuple[str, str]] = {
                    "manifest, for EXTENSIBILITY_WHEELHOUSE (offline deployments)"),
     "doctor": ("doctor", "check the interpreter, installers, cache folder, server command and "
                "request; print a fix for each problem (exit 1 if any)"),
-    "ls": ("ls", "list the cached environments"),
-    "gc": ("gc", "remove unused environments (least recently used first)"),
+    "push": ("push", "publish the request's environment to the remote cache"),
+    "pull": ("pull", "restore the request's environment from the remote cache, without "
+             "starting (init containers)"),
+    "ls": ("ls", "list the cached environments (--remote: the published ones)"),
+    "gc": ("gc", "remove unused environments (least recently used first; --remote: "
+           "published ones)"),
 }
 
 

@@ -5,6 +5,7 @@ safety rule, the request parsers for the request), so doctor and a start cannot 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import sys
@@ -67,6 +68,8 @@ def diagnose(settings: Settings, env: Mapping[str, str], command: Sequence[str])
         ("server", lambda: _server(settings, env, command)),
         ("request", lambda: _request(settings, env, command)),
     ]
+    if settings.remote_cache:
+        checks.append(("remote cache", lambda: _remote(settings, env)))
     findings = []
     for item, check in checks:
         try:
@@ -132,6 +135,27 @@ def _cache(settings: Settings) -> Finding:
         return Finding("cache", False, detail, "free space, or run `extensibility gc "
                        "--max-size ...`, or use a larger volume")
     return Finding("cache", True, detail)
+
+
+def _remote(settings: Settings, env: Mapping[str, str]) -> Finding:
+    from extensibility.log import Log
+    from extensibility.remote import open_remote
+    from extensibility.remote.backend import RemoteError
+    from extensibility.remote.commands import probe
+
+    remote = open_remote(settings, env, Log(settings.log_format, stream=io.StringIO()))
+    if remote is None:
+        return Finding("remote cache", False, "EXTENSIBILITY_REMOTE_CACHE is set but "
+                       "azure-storage-blob or zstandard is not installed",
+                       "pip install 'inference-extensibility[remote]'")
+    try:
+        detail = probe(remote)
+    except RemoteError as exc:
+        return Finding("remote cache", False, f"{remote.backend.description}: {exc}",
+                       "check the URL, the credentials (SAS token, "
+                       "AZURE_STORAGE_CONNECTION_STRING or managed identity), the SAS "
+                       "permissions (read, add, create, write, delete, list) and the network")
+    return Finding("remote cache", True, detail)
 
 
 def _server(settings: Settings, env: Mapping[str, str], command: Sequence[str]) -> Finding:

@@ -14,9 +14,13 @@ from extensibility.store import Store
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
+    parser.add_argument("--remote", action="store_true",
+                        help="list the environments published to EXTENSIBILITY_REMOTE_CACHE")
 
 
 def main(args: argparse.Namespace, context: Context) -> int:
+    if args.remote:
+        return _remote(args, context)
     store = Store(context.settings.cache_dir)
     rows: list[dict[str, Any]] = [
         {"key": e.key, "size": e.size(), "last_use": e.last_access, "status": status(store, e),
@@ -32,4 +36,21 @@ def main(args: argparse.Namespace, context: Context) -> int:
                 if row["last_use"] else "-")
         print(f"{row['key']:16}  {row['size'] / 2**20:7.1f}Mi  {used:19}  {row['status']:10}  "
               f"{row['origin'] or '-'}")
+    return 0
+
+
+def _remote(args: argparse.Namespace, context: Context) -> int:
+    from extensibility.remote.commands import entries, require_remote
+
+    remote = require_remote(context)
+    rows = [entry.row() for entry in entries(remote)]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{remote.backend.description}")
+    print(f"{'KEY':16}  {'SIZE':>9}  {'PUBLISHED':19}  {'STATUS':10}  BUILDER")
+    for row in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["published"]))
+        print(f"{row['key']:16}  {row['size'] / 2**20:7.1f}Mi  {when:19}  {row['status']:10}  "
+              f"{row['builder'] or '-'}")
     return 0

@@ -10,6 +10,7 @@ from extensibility.commands import Context
 from extensibility.commands.parser import command_argument
 from extensibility.commands.run import open_start, server_command
 from extensibility.errors import ExtensibilityError
+from extensibility.log import Log
 from extensibility.redact import redact_url
 from extensibility.start import Start
 
@@ -44,6 +45,7 @@ def main(args: argparse.Namespace, context: Context) -> int:
     summary = _summary(start, resolved)
     summary["schema_version"] = SCHEMA_VERSION
     summary["state"] = "refused" if refusal else "hit" if summary["environment"] else \
+        "remote hit" if str(summary["cache"]).startswith("remote hit") else \
         "miss" if resolved else "nothing to install"
     summary["refusal"] = None if refusal is None else {
         "exit_code": refusal.exit_code, "title": refusal.title,
@@ -121,7 +123,19 @@ def _cache_state(start: Start, resolved: Resolved | None) -> str | None:
     hit = start.store.lookup(resolved.key)
     if hit:
         return f"hit {hit}"
+    from extensibility.remote import open_remote
     from extensibility.resolve import miss_reason
+
+    remote = open_remote(start.settings, start.env, Log(start.settings.log_format))
+    if remote is not None:
+        from extensibility.key import canonical_json
+
+        manifest = remote.manifest(resolved.key, canonical_json(resolved.document),
+                                   Log(start.settings.log_format))
+        if manifest is not None and manifest.usable:
+            builder = manifest.fields.get("builder", {}).get("host", "?")
+            return (f"remote hit, would restore {manifest.size >> 20} MiB from "
+                    f"{remote.backend.description} (built on {builder})")
 
     return (f"miss, would build in {start.settings.cache_dir}: "
             f"{miss_reason(start, resolved)}")

@@ -12,6 +12,7 @@ from extensibility.commands.run import open_start, server_command
 from extensibility.errors import UsageError
 from extensibility.pipeline import environment_for
 from extensibility.request import resolve_request
+from extensibility.start import Start
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=Path, metavar="DIR",
                         help="instead: install the request into DIR, for "
                         "AZUREML_EXTRA_PYTHON_LIB_PATH (see the target options)")
+    parser.add_argument("--publish", action="store_true",
+                        help="also publish the environment to EXTENSIBILITY_REMOTE_CACHE when "
+                        "it is not there yet (a build this command claimed is always published)")
     parser.add_argument("-r", "--requirement", type=Path, metavar="FILE",
                         help="with --target: this file instead of the deployment's request")
     target_arguments(parser)
@@ -33,7 +37,23 @@ def main(args: argparse.Namespace, context: Context) -> int:
     start = open_start(context, server_command(args.command, context.settings))
     environment = environment_for(start, context.log)
     context.log.phase("prepare", f"ready: {environment}" if environment else "nothing to prepare")
+    if environment is not None:
+        _publish(start, environment, args.publish, context)
     return 0
+
+
+def _publish(start: Start, environment: Path, asked: bool, context: Context) -> None:
+    """A build claimed under the remote lease is published here, in the foreground (others
+    wait for it); `--publish` also publishes an environment the remote does not have yet.
+    A failure of the store is a warning: the environment is ready on this node anyway."""
+    from extensibility.remote.commands import publish_environment, require_remote
+
+    remote = start.remote
+    claim = remote.pending if remote is not None else None
+    if claim is None and not asked:
+        return
+    publish_environment(remote or require_remote(context), start.store, environment.name,
+                        context.log, claim, strict=False)
 
 
 def _into_folder(args: argparse.Namespace, context: Context) -> int:

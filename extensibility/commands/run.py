@@ -71,6 +71,10 @@ def serve(context: Context, command: Sequence[str]) -> int:
         settings = context.settings
         start_background(start.store, environment, context.log,
                          settings.app_root / settings.entry_script)
+        if start.remote is not None:
+            from extensibility.remote.publish import hand_over
+
+            hand_over(start, context.log)
     lib_path = start.request.path if start.request.kind == LIB_PATH else None
     handoff = prepare_handoff(context.settings, command, context.env, environment, lib_path)
     context.log.phase("exec", f"{handoff.describe()} (cwd {handoff.cwd})")

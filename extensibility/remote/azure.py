@@ -1,0 +1,226 @@
+"""The remote cache on Azure Blob Storage (and its emulator, Azurite), with azure-storage-blob.
+
+URL forms: `https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]` and, for the emulator
+or any address given by IP, the path-style `http://HOST:PORT/ACCOUNT/CONTAINER[/PREFIX]`.
+Credentials, first found wins: a SAS token in the URL's query; `AZURE_STORAGE_CONNECTION_STRING`
+(its account key or SAS); the pod's identity through `azure-identity` when it is installed;
+else anonymous (a public container, read-only).
+
+Failures must cost a start a bounded few seconds: short connect and read timeouts, one quick
+retry (the SDK's default waits 15 s before retrying), and every error becomes RemoteError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
+
+from extensibility.redact import redact_url
+from extensibility.remote.backend import Blob, LeaseTaken, RemoteError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, TypeVar
+
+    T = TypeVar("T")
+
+CONNECT_TIMEOUT = 3  # seconds to open a connection
+READ_TIMEOUT = 30  # seconds without a byte on an open connection
+CHUNK = 4 << 20  # ranged reads and block writes of 4 MiB, several at once
+CONCURRENCY = 4
+
+
+class Location:
+    """Where a remote cache URL points: account endpoint, container, prefix, SAS."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("it must be an http(s) URL of a blob container")
+        segments = [s for s in parts.path.split("/") if s]
+        host = parts.hostname
+        path_style = host == "localhost" or _is_address(host)
+        account_segments = segments[:1] if path_style else []
+        rest = segments[len(account_segments):]
+        if not rest:
+            raise ValueError("it names no container (…/CONTAINER[/PREFIX])")
+        self.account_url = f"{parts.scheme}://{parts.netloc}" + "".join(
+            f"/{s}" for s in account_segments)
+        self.container = rest[0]
+        self.prefix = "".join(f"{s}/" for s in rest[1:])
+        self.sas = parts.query or None
+        self.description = f"{self.account_url}/{self.container}/{self.prefix}"
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _connection_string_credential(text: str) -> Any:
+    fields = dict(part.split("=", 1) for part in text.split(";") if "=" in part)
+    if fields.get("SharedAccessSignature"):
+        return fields["SharedAccessSignature"]
+    if fields.get("AccountName") and fields.get("AccountKey"):
+        return {"account_name": fields["AccountName"], "account_key": fields["AccountKey"]}
+    return None
+
+
+def _credential(location: Location, env: Mapping[str, str]) -> tuple[Any, str]:
+    """The credential and how it was found (for `doctor`; never the secret itself)."""
+    if location.sas:
+        return location.sas, "SAS token in the URL"
+    connection = env.get("AZURE_STORAGE_CONNECTION_STRING", "").strip()
+    if connection:
+        found = _connection_string_credential(connection)
+        if found is not None:
+            return found, "AZURE_STORAGE_CONNECTION_STRING"
+    try:
+        from azure.identity import DefaultAzureCredential
+    except ImportError:
+        return None, "anonymous (no SAS, no connection string, azure-identity not installed)"
+    return DefaultAzureCredential(), "azure-identity (managed identity or environment)"
+
+
+def _clean(exc: BaseException) -> str:
+    """An SDK error in one line, without credentials (messages can quote the URL)."""
+    code = getattr(exc, "error_code", None) or getattr(exc, "status_code", None)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = redact_url(text)
+    return f"{type(exc).__name__}{f' ({code})' if code else ''}: {text}"[:300]
+
+
+class AzureBackend:
+    def __init__(self, url: str, env: Mapping[str, str]) -> None:
+        from azure.storage.blob import ContainerClient, LinearRetry
+
+        self.location = Location(url)
+        credential, self.credential_source = _credential(self.location, env)
+        self.description = self.location.description
+        self._client = ContainerClient(
+            self.location.account_url, self.location.container, credential=credential,
+            retry_policy=LinearRetry(backoff=1, random_jitter_range=1, retry_total=1),
+            connection_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+            max_single_get_size=CHUNK, max_chunk_get_size=CHUNK,
+            max_single_put_size=CHUNK, max_block_size=CHUNK)
+
+    def _blob(self, name: str) -> Any:
+        return self._client.get_blob_client(self.location.prefix + name)
+
+    def _call(self, what: str, action: Callable[[], T]) -> T:
+        from azure.core.exceptions import AzureError
+
+        try:
+            return action()
+        except (AzureError, OSError, ValueError) as exc:
+            raise RemoteError(f"{what}: {_clean(exc)}") from None
+
+    def get(self, name: str) -> tuple[bytes, str] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        def read() -> tuple[bytes, str] | None:
+            try:
+                stream = self._blob(name).download_blob()
+            except ResourceNotFoundError:
+                return None
+            return stream.readall(), str(stream.properties.etag)
+
+        return self._call(f"reading {name}", read)
+
+    def download(self, name: str, into: BinaryIO) -> int:
+        return self._call(f"downloading {name}", lambda: int(
+            self._blob(name).download_blob(max_concurrency=CONCURRENCY).readinto(into)))
+
+    def put(self, name: str, data: bytes | BinaryIO, *, if_absent: bool = False,
+            if_version: str | None = None) -> bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+
+        conditions: dict[str, Any] = {}
+        if if_version is not None:
+            conditions = {"etag": if_version, "match_condition": MatchConditions.IfNotModified}
+
+        def write() -> bool:
+            try:
+                self._with_container(lambda: self._blob(name).upload_blob(
+                    data, overwrite=not if_absent, max_concurrency=CONCURRENCY, **conditions))
+            except (ResourceExistsError, ResourceModifiedError):
+                return False
+            return True
+
+        return self._call(f"writing {name}", write)
+
+    def _with_container(self, action: Callable[[], T]) -> T:
+        """Run `action`, creating the container first if it does not exist yet."""
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+        try:
+            return action()
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) != "ContainerNotFound":
+                raise
+            with contextlib.suppress(ResourceExistsError):
+                self._client.create_container()
+            return action()
+
+    def delete(self, name: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        def remove() -> None:
+            with contextlib.suppress(ResourceNotFoundError):
+                self._blob(name).delete_blob()
+
+        self._call(f"deleting {name}", remove)
+
+    def list(self, prefix: str) -> list[Blob]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        strip = len(self.location.prefix)
+
+        def listing() -> list[Blob]:
+            try:
+                return [Blob(b.name[strip:], int(b.size or 0),
+                             b.last_modified.timestamp() if b.last_modified else 0.0)
+                        for b in self._client.list_blobs(
+                            name_starts_with=self.location.prefix + prefix)]
+            except ResourceNotFoundError:  # no container yet: nothing published
+                return []
+
+        return self._call(f"listing {prefix}", listing)
+
+    def acquire(self, name: str, seconds: int, holder: Mapping[str, str]) -> str:
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError
+
+        blob = self._blob(name)
+
+        def take() -> str:
+            with contextlib.suppress(ResourceExistsError):  # made by an earlier build
+                self._with_container(lambda: blob.upload_blob(b"", overwrite=False))
+            try:
+                lease = blob.acquire_lease(lease_duration=seconds)
+            except HttpResponseError as exc:
+                if getattr(exc, "status_code", None) != 409:
+                    raise
+                metadata = blob.get_blob_properties().metadata or {}
+                raise LeaseTaken(metadata) from None
+            blob.set_blob_metadata(dict(holder), lease=lease)
+            return str(lease.id)
+
+        return self._call(f"taking the lease on {name}", take)
+
+    def renew(self, name: str, lease: str) -> None:
+        from azure.storage.blob import BlobLeaseClient
+
+        self._call(f"renewing the lease on {name}",
+                   lambda: BlobLeaseClient(self._blob(name), lease_id=lease).renew())
+
+    def release(self, name: str, lease: str) -> None:
+        from azure.storage.blob import BlobLeaseClient
+
+        self._call(f"releasing the lease on {name}",
+                   lambda: BlobLeaseClient(self._blob(name), lease_id=lease).release())

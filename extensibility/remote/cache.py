@@ -1,0 +1,230 @@
+"""The remote cache's part of a start: find, restore, wait for, or claim a build; publish.
+
+    manifest there?  -> download, verify, unpack, relocate, publish locally (marker last)
+    lease free?      -> take it: this node builds, and publishes after (the lease is
+                        renewed until the manifest is written)
+    lease taken      -> say who holds it every 10 s and poll for the manifest; when the
+                        holder dies its lease expires and one waiter takes it over; after
+                        EXTENSIBILITY_REMOTE_WAIT, build here
+
+Any failure of the store is one warning and a local build: the store is not asked again
+during this start, so a dead endpoint costs one bounded timeout, never the start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from extensibility import __version__
+from extensibility.log import Log
+from extensibility.remote.backend import Backend, LeaseTaken, RemoteError
+from extensibility.remote.manifest import (
+    BadManifest,
+    Manifest,
+    lock_name,
+    manifest_name,
+    parse,
+)
+from extensibility.store import Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
+LEASE_SECONDS = 15  # the shortest lease Azure grants: a dead builder is replaced soon
+POLL_SECONDS = 1.0
+SAY_EVERY_SECONDS = 10.0
+
+
+class Lease:
+    """A held lease, renewed by a thread until it is released or handed to another process."""
+
+    def __init__(self, backend: Backend, key: str, lease_id: str, log: Log) -> None:
+        self.backend, self.key, self.id, self.log = backend, key, lease_id, log
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{key}", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LEASE_SECONDS / 3):
+            try:
+                self.backend.renew(lock_name(self.key), self.id)
+            except RemoteError as exc:
+                self.log.warning("remote", f"the build lease on {self.key} was lost ({exc}); "
+                                 "another node may build it too")
+                return
+
+    def stop(self) -> None:
+        """Stop renewing without releasing (the publisher child takes over)."""
+        self._stop.set()
+        self._thread.join()
+
+    def release(self) -> None:
+        self.stop()
+        with contextlib.suppress(RemoteError):  # else it expires within LEASE_SECONDS
+            self.backend.release(lock_name(self.key), self.id)
+
+
+class Claim:
+    """What `obtain` ended with: restored, or a build here (with the lease, or without)."""
+
+    def __init__(self, restored: bool = False, lease: Lease | None = None,
+                 replace: str | None = None) -> None:
+        self.restored = restored
+        self.lease = lease  # this node builds and publishes
+        self.replace = replace  # the etag of a bad manifest this node may overwrite
+
+
+def holder_record() -> dict[str, str]:
+    return {"host": socket.gethostname(), "pid": str(os.getpid()), "since": str(int(time.time()))}
+
+
+def describe_holder(holder: dict[str, str]) -> str:
+    try:
+        since = f", for {time.time() - float(holder['since']):.0f} s"
+    except (KeyError, ValueError):
+        since = ""
+    return f"{holder.get('host', 'another node')} (pid {holder.get('pid', '?')}{since})"
+
+
+class RemoteCache:
+    def __init__(self, backend: Backend, wait: float) -> None:
+        self.backend = backend
+        self.wait = wait
+        self.down: str | None = None  # why the store is not used any more in this process
+        self.pending: Claim | None = None  # a build of this process, to publish (its lease)
+
+    def attempt(self, log: Log, action: Callable[[], T]) -> T | None:
+        """`action`'s result, or None after one warning when the store fails."""
+        if self.down is not None:
+            return None
+        try:
+            return action()
+        except RemoteError as exc:
+            self.fail(exc, log)
+            return None
+
+    def fail(self, exc: RemoteError, log: Log) -> None:
+        """The store failed: one warning, and it is not asked again by this process."""
+        self.down = str(exc)
+        log.warning("remote", f"{self.backend.description} is not usable ({exc}); "
+                    "going on without the remote cache")
+
+    def manifest(self, key: str, document: str, log: Log) -> Manifest | None:
+        """The published manifest for `key` (None: none, unusable, or the store is down)."""
+        found = self.attempt(log, lambda: self.backend.get(manifest_name(key)))
+        if found is None:
+            return None
+        try:
+            return parse(found[0], found[1], key, document)
+        except BadManifest as exc:
+            log.warning("remote", f"the published manifest of {key} is not used: {exc}")
+            return Manifest({"key": key}, found[1], usable=False)  # to replace, never to use
+
+    def obtain(self, store: Store, key: str, document: str, interpreter: str,
+               log: Log) -> Claim:
+        """Restore `key` into the store, or claim its build (see the module's docstring).
+        Called under the local build lock, after `store.begin(key)`."""
+        from extensibility.remote.restore import restore
+
+        deadline = time.monotonic() + self.wait
+        said = 0.0
+        replace: str | None = None
+        while True:
+            manifest = self.manifest(key, document, log)
+            if manifest is not None and manifest.etag != replace:
+                if manifest.usable and restore(self, store, manifest, document, interpreter,
+                                               log):
+                    return Claim(restored=True)
+                replace = manifest.etag  # bad: never used, replaced by this node's build
+            if self.down is not None:
+                return Claim()
+            try:
+                lease_id = self.backend.acquire(lock_name(key), LEASE_SECONDS, holder_record())
+            except LeaseTaken as taken:
+                if replace is not None:
+                    return Claim()  # the published one is bad and another node is on it
+                now = time.monotonic()
+                if now >= deadline:
+                    log.warning("remote", f"waited {self.wait:.0f} s for "
+                                f"{describe_holder(taken.holder)} to publish {key} "
+                                "(EXTENSIBILITY_REMOTE_WAIT); building here")
+                    return Claim()
+                if now - said >= SAY_EVERY_SECONDS:
+                    log.phase("remote", f"{key} is being built by {describe_holder(taken.holder)}"
+                              f"; waiting for it to publish (at most {deadline - now:.0f} s more)")
+                    said = now
+                time.sleep(POLL_SECONDS)
+                continue
+            except RemoteError as exc:
+                self.fail(exc, log)
+                return Claim()
+            if replace is None and self.attempt(
+                    log, lambda: self.backend.get(manifest_name(key))) is not None:
+                # published between our look and our lease: restore that instead
+                Lease(self.backend, key, lease_id, log).release()
+                continue
+            log.phase("remote", f"no published environment for {key}: building it here, "
+                      f"then publishing it to {self.backend.description}")
+            return Claim(lease=Lease(self.backend, key, lease_id, log), replace=replace)
+
+    def publish(self, store: Store, key: str, log: Log, *, replace: str | None = None) -> bool:
+        """Upload the environment `key` (complete and compiled): archive first, manifest
+        last. Returns whether a manifest was written (False: one was there already)."""
+        from extensibility.remote.archive import pack
+
+        environment = store.lookup(key)
+        if environment is None:
+            raise RemoteError(f"{key} is not a complete environment in {store.root}")
+        from extensibility.compile import is_compiled
+
+        if not is_compiled(environment):
+            raise RemoteError(f"{key} is not byte-compiled yet: only compiled environments "
+                              "are published")
+        started = time.monotonic()
+        with tempfile.TemporaryFile(dir=store.root) as handle:
+            packed = pack(environment, handle)
+            handle.seek(0)
+            manifest = Manifest(_manifest_fields(store, environment, key, packed))
+            self.backend.put(manifest.archive, handle)
+        written = self.backend.put(manifest_name(key), manifest.to_bytes(),
+                                   if_absent=replace is None, if_version=replace)
+        seconds = time.monotonic() - started
+        if written:
+            store.journal(event="published", key=key, size=packed.size, sha256=packed.sha256)
+            log.phase("remote", f"published {key} to {self.backend.description} "
+                      f"({packed.size >> 20} MiB, {packed.files} files) in {seconds:.1f} s")
+        else:
+            log.phase("remote", f"{key} was already published by another node; kept theirs")
+        return written
+
+
+def _manifest_fields(store: Store, environment: Path, key: str, packed: Any) -> dict[str, Any]:
+    import platform
+
+    meta = store.meta_dir(key)
+    origin = json.loads((meta / "origin.json").read_text(encoding="utf-8"))
+    return {
+        "schema": 1,
+        "key": key,
+        "document": json.loads((meta / "key.json").read_text(encoding="utf-8")),
+        "archive": {"sha256": packed.sha256, "size": packed.size, "files": packed.files,
+                    "unpacked_bytes": packed.unpacked},
+        "root": str(environment),
+        "external_links": packed.external_links,
+        "builder": {"host": socket.gethostname(), "pid": os.getpid()},
+        "installer": origin.get("installer"),
+        "installed": origin.get("installed", []),
+        "versions": {"extensibility": __version__, "python": platform.python_version()},
+        "created": time.time(),
+    }

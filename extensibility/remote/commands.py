@@ -1,0 +1,168 @@
+"""What the remote commands share: open the store or say why not, publish, restore, list."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from extensibility.commands import Context
+from extensibility.errors import NotPublished, RemoteUnavailable, UsageError
+from extensibility.log import Log
+from extensibility.remote import VARIABLE, open_remote
+from extensibility.remote.backend import RemoteError
+from extensibility.remote.cache import Claim, RemoteCache
+from extensibility.remote.manifest import manifest_name
+from extensibility.store import Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def require_remote(context: Context) -> RemoteCache:
+    remote = open_remote(context.settings, context.env, context.log)
+    if remote is None:
+        raise UsageError(f"no remote cache: {VARIABLE} is not set, or the [remote] extra is not "
+                         "installed", fix=f"set {VARIABLE}=https://ACCOUNT.blob.core.windows.net/"
+                         "CONTAINER and pip install 'inference-extensibility[remote]'")
+    return remote
+
+
+def unavailable(remote: RemoteCache, exc: RemoteError | None = None) -> RemoteUnavailable:
+    return RemoteUnavailable(f"{remote.backend.description}: {exc or remote.down}",
+                             fix="check the URL, the credentials (SAS token, "
+                             "AZURE_STORAGE_CONNECTION_STRING or managed identity) and the "
+                             "network; `extensibility doctor` tests them")
+
+
+def published(remote: RemoteCache, key: str) -> bool:
+    try:
+        return remote.backend.get(manifest_name(key)) is not None
+    except RemoteError as exc:
+        raise unavailable(remote, exc) from None
+
+
+def publish_environment(remote: RemoteCache, store: Store, key: str, log: Log,
+                        claim: Claim | None = None, *, strict: bool = True) -> bool:
+    """Publish `key` unless it is published already (`claim`: this process built it under
+    the lease, and may replace a bad manifest). `strict`: a store failure is an error (exit
+    90), else a warning. Returns whether a manifest was written."""
+    from extensibility.remote.publish import publish_now
+
+    remote.pending = None
+    try:
+        if remote.down is not None:
+            raise RemoteError(remote.down)
+        if claim is None and published(remote, key):
+            log.phase("remote", f"{key} is published already")
+            return False
+        return publish_now(remote, store, key, log, lease=claim.lease if claim else None,
+                           replace=claim.replace if claim else None)
+    except (RemoteError, RemoteUnavailable) as exc:
+        if claim is not None and claim.lease is not None:
+            claim.lease.release()
+        error = exc if isinstance(exc, RemoteUnavailable) else unavailable(remote, exc)
+        if strict:
+            raise error from None
+        log.warning("remote", f"not published: {error.message}")
+        return False
+
+
+def pull(remote: RemoteCache, store: Store, key: str, document: str, interpreter: str,
+         log: Log, lock_timeout: float) -> None:
+    """Restore `key` from the remote unless the store has it; raises NotPublished when the
+    remote has no usable one, RemoteUnavailable when it cannot be asked."""
+    from extensibility.remote.restore import restore
+
+    if store.lookup(key) is not None:
+        log.phase("remote", f"{key} is here already: {store.env_dir(key)}")
+        return
+    store.hold(key)
+    with store.lock(key, lock_timeout, log):
+        if store.lookup(key) is not None:
+            return
+        store.begin(key)
+        manifest = remote.manifest(key, document, log)
+        if manifest is not None and manifest.usable and \
+                restore(remote, store, manifest, document, interpreter, log):
+            return
+    if remote.down is not None:
+        raise unavailable(remote)
+    raise NotPublished(f"{remote.backend.description} has no usable environment for {key}",
+                       fix="build and publish it: `extensibility prepare --publish`")
+
+
+class RemoteEntry:
+    """One published environment (or the leftover of an upload that never finished)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.manifest: dict[str, Any] | None = None
+        self.blobs: list[str] = []
+        self.size = 0
+        self.modified = 0.0
+
+    def row(self) -> dict[str, Any]:
+        builder = (self.manifest or {}).get("builder") or {}
+        return {"key": self.key, "size": self.size, "published": self.modified,
+                "status": "published" if self.manifest else "incomplete",
+                "builder": builder.get("host"), "installer": (self.manifest or {}).get("installer")}
+
+
+def entries(remote: RemoteCache) -> list[RemoteEntry]:
+    try:
+        found: dict[str, RemoteEntry] = {}
+        for blob in remote.backend.list("envs/"):
+            parts = blob.name.split("/")
+            if len(parts) != 3:
+                continue
+            entry = found.setdefault(parts[1], RemoteEntry(parts[1]))
+            entry.blobs.append(blob.name)
+            entry.size += blob.size
+            entry.modified = max(entry.modified, blob.modified)
+            if parts[2] == "manifest.json":
+                data = remote.backend.get(blob.name)
+                entry.manifest = _json(data[0]) if data else None
+        return sorted(found.values(), key=lambda e: e.modified)
+    except RemoteError as exc:
+        raise unavailable(remote, exc) from None
+
+
+def _json(data: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def remove(remote: RemoteCache, entry: RemoteEntry) -> None:
+    """The manifest first: a reader never finds a manifest whose archive is gone."""
+    try:
+        for name in sorted(entry.blobs, key=lambda n: not n.endswith("manifest.json")):
+            remote.backend.delete(name)
+    except RemoteError as exc:
+        raise unavailable(remote, exc) from None
+
+
+def age(entry: RemoteEntry) -> float:
+    return time.time() - entry.modified
+
+
+def probe(remote: RemoteCache) -> str:
+    """Reachable, authorised, writable: list, then write, read back and delete a blob.
+    Raises RemoteError at the first step that fails."""
+    import os
+    import socket
+
+    backend = remote.backend
+    published_count = sum(b.name.endswith("/manifest.json") for b in backend.list("envs/"))
+    name = f"doctor/{socket.gethostname()}-{os.getpid()}"
+    backend.put(name, b"doctor")
+    found = backend.get(name)
+    backend.delete(name)
+    if found is None or found[0] != b"doctor":
+        raise RemoteError("a blob written could not be read back")
+    credential = getattr(backend, "credential_source", "")
+    return (f"{backend.description}: reachable, authorised ({credential}), writable; "
+            f"{published_count} published environments")

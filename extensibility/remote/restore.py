@@ -1,0 +1,69 @@
+"""Restore a published environment into the local store: download, verify, unpack,
+relocate, then publish locally with the same marker-last rule as a build.
+
+The checksum is verified before a single file is unpacked; anything wrong (size, sha256, an
+unsafe or damaged archive, a link that is not this image's interpreter) discards what was
+unpacked and leaves the key to a local build."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+
+from extensibility.log import Log
+from extensibility.remote.archive import UnsafeArchive, checksum, unpack
+from extensibility.remote.manifest import Manifest
+from extensibility.remote.relocate import NotRelocatable, relocate
+from extensibility.store import Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from extensibility.remote.cache import RemoteCache
+
+
+def restore(remote: RemoteCache, store: Store, manifest: Manifest, document: str,
+            interpreter: str, log: Log) -> bool:
+    """Whether the environment was restored (False: not usable, or the store failed; the
+    reason was logged)."""
+    key, started = manifest.key, time.monotonic()
+    log.phase("remote", f"restoring {key} ({manifest.size >> 20} MiB, built on "
+              f"{manifest.fields.get('builder', {}).get('host', '?')})")
+    with tempfile.TemporaryFile(dir=store.root) as handle:
+        size = remote.attempt(log, lambda: remote.backend.download(manifest.archive, handle))
+        if size is None:
+            return False
+        sha256, size = checksum(handle)
+        if (sha256, size) != (manifest.sha256, manifest.size):
+            log.warning("remote", f"the archive of {key} does not match its manifest "
+                        f"(sha256 {sha256[:12]}…, {size} bytes; expected "
+                        f"{manifest.sha256[:12]}…, {manifest.size}): not used")
+            return False
+        downloaded = time.monotonic() - started
+        root = store.env_dir(key)
+        try:
+            unpack(handle, root, max_files=manifest.files, max_bytes=manifest.unpacked)
+            relocate(root, manifest.root, manifest.external_links, interpreter)
+        except (UnsafeArchive, NotRelocatable) as exc:
+            store.discard(key)
+            log.warning("remote", f"the archive of {key} is refused: {exc}")
+            return False
+        except BaseException:
+            store.discard(key)
+            raise
+    if store.damage(key) is not None:
+        log.warning("remote", f"the restored {key} does not work here ({store.damage(key)})")
+        store.discard(key)
+        return False
+    meta = store.meta_dir(key)
+    origin = json.loads((meta / "origin.json").read_text(encoding="utf-8")) \
+        if (meta / "origin.json").is_file() else {}
+    origin["restored"] = {"from": remote.backend.description, "sha256": manifest.sha256,
+                          "builder": manifest.fields.get("builder"),
+                          "seconds": round(time.monotonic() - started, 3),
+                          "created": time.time()}
+    store.publish(key, document, origin, compiled=True)
+    store.journal(event="restored", key=key, sha256=manifest.sha256)
+    log.phase("remote", f"restored {key} in {time.monotonic() - started:.1f} s "
+              f"(download and check {downloaded:.1f} s)")
+    return True

@@ -1,0 +1,416 @@
+"""The remote environment cache against the real Azure Storage emulator (Azurite) and the
+real azure-storage-blob client. "Nodes" are separate cache folders at different paths (and
+HOMEs) sharing one container; builds are real (uv, offline wheels)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from extensibility.cli import main
+from extensibility.remote.archive import UnsafeArchive, pack, unpack
+from tests.azurite import Container
+from tests.support import Pause, free_port, wait_for
+from tests.wheels import build_wheel
+
+
+HELLO = "import sys\n\ndef main():\n    import tinydep\n    print('hello from', sys.prefix)\n"
+
+
+class Deployment:
+    """One app (the same on every node, as an image's is) whose request needs two wheels."""
+
+    def __init__(self, tmp: Path, container: Container) -> None:
+        self.tmp, self.container = tmp, container
+        self.app = tmp / "app"
+        self.wheels = self.app / "wheels"
+        self.wheels.mkdir(parents=True)
+        build_wheel(self.wheels, "tinydep", "1.0")
+        build_wheel(self.wheels, "hello-cli", "1.0", requires=["tinydep"],
+                    console_scripts={"hello-cli": "hello_cli:main"},
+                    modules={"hello_cli/__init__.py": HELLO})
+        (self.app / "requirements.txt").write_text(
+            "--no-index\n--find-links wheels\nhello-cli==1.0\n")
+
+    def node(self, name: str, **extra: str) -> dict[str, str]:
+        """A node's environment: its own cache (at a path of its own depth) and HOME."""
+        home = self.tmp / "nodes" / name
+        (home / "home").mkdir(parents=True, exist_ok=True)
+        return {"EXTENSIBILITY_CACHE_DIR": str(home / "var" / "cache" / name),
+                "HOME": str(home / "home"), "AML_APP_ROOT": str(self.app),
+                "AZUREML_ENTRY_SCRIPT": "score.py",
+                "AZUREML_EXTRA_REQUIREMENTS_TXT": "requirements.txt",
+                "PIP_CONFIG_FILE": os.devnull, "UV_NO_CONFIG": "1",
+                "UV_CACHE_DIR": str(home / "uv-cache"), "PATH": "/usr/bin:/bin",
+                **self.container.env(), **extra}
+
+
+def journal(env: dict[str, str]) -> list[str]:
+    path = Path(env["EXTENSIBILITY_CACHE_DIR"]) / "journal.jsonl"
+    return [json.loads(line)["event"] for line in path.read_text().splitlines()] \
+        if path.exists() else []
+
+
+def environment(env: dict[str, str]) -> Path:
+    [found] = [p.parent.parent for p in
+               Path(env["EXTENSIBILITY_CACHE_DIR"]).glob("envs/*/.extensibility/complete")]
+    return found
+
+
+def cli(argv: list[str], env: dict[str, str], capsys: pytest.CaptureFixture[str]
+        ) -> tuple[int, str]:
+    code = main(argv, env)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "extensibility", *argv], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, container: Container) -> Deployment:
+    return Deployment(tmp_path, container)
+
+
+# --- build once, restore elsewhere ----------------------------------------------------
+
+def test_a_build_published_by_one_node_is_restored_at_another_path_and_works(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str],
+) -> None:
+    a, b = deployment.node("a"), deployment.node("node-b-with-a-longer-name")
+    code, out = cli(["prepare", "--", "true"], a, capsys)
+    assert code == 0, out
+    assert "no published environment" in out and "published" in out
+    assert journal(a) == ["build-started", "build-complete", "published"]
+    blobs = deployment.container.blobs()
+    [key] = {name.split("/")[1] for name in blobs if name.startswith("envs/")}
+    manifest = json.loads(blobs[f"envs/{key}/manifest.json"])
+    assert f"envs/{key}/{manifest['archive']['sha256']}.tar.zst" in blobs
+    assert manifest["root"] == str(environment(a))
+
+    code, out = cli(["prepare", "--", "true"], b, capsys)
+    assert code == 0, out
+    assert f"restored {key}" in out and "running uv" not in out  # nothing was installed
+    assert journal(b) == ["restored"]
+    restored = environment(b)
+    assert restored != environment(a) and restored.name == key
+    # the console script runs in B's environment, from B's path
+    result = subprocess.run([str(restored / "bin" / "hello-cli")], capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == f"hello from {restored}"
+    # no file still names A's path (but the builder's own log, a record of what it did)
+    old = str(environment(a)).encode()
+    for path in restored.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.suffix != ".pyc" and \
+                path.name != "build.log":
+            assert old not in path.read_bytes(), path
+    assert os.path.realpath(restored / "bin" / "python") == os.path.realpath(sys.executable)
+    # compiled by the builder, and still valid here (mtimes kept): nothing is recompiled
+    assert (restored / ".extensibility" / "compiled").exists()
+    pyc = sorted(restored.rglob("hello_cli/__pycache__/*.pyc"))
+    assert pyc
+    before = [p.stat().st_mtime_ns for p in pyc]
+    subprocess.run([str(restored / "bin" / "python"), "-c", "import hello_cli"], check=True)
+    assert [p.stat().st_mtime_ns for p in pyc] == before
+    # and a restart on B is a plain warm hit
+    code, out = cli(["plan", "--", "true"], b, capsys)
+    assert "cache:     hit" in out
+
+
+def test_run_serves_at_once_and_publishes_in_the_background(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import extensibility.commands.run
+
+    class Served(BaseException):
+        pass
+
+    def served(handoff: object, umask: int | None = None) -> None:
+        raise Served
+
+    monkeypatch.setattr(extensibility.commands.run, "execute", served)
+    a = deployment.node("a")
+    with pytest.raises(Served):
+        main(["run", "--", "true"], a)
+    out = capsys.readouterr().err
+    assert "publishing" in out and "in the background" in out
+    wait_for(lambda: "published" in journal(a), 120, "the background publish")
+    assert (environment(a) / ".extensibility" / "compiled").exists()
+    code, out = cli(["ls", "--remote"], a, capsys)
+    assert code == 0 and environment(a).name in out and "published" in out
+
+
+# --- one build across nodes -----------------------------------------------------------
+
+def test_six_nodes_starting_together_build_once(deployment: Deployment, tmp_path: Path) -> None:
+    nodes = [deployment.node(f"n{i}") for i in range(6)]
+    processes = [spawn(["prepare", "--", "true"], env, tmp_path / f"n{i}.log")
+                 for i, env in enumerate(nodes)]
+    for i, process in enumerate(processes):
+        assert process.wait(timeout=600) == 0, (tmp_path / f"n{i}.log").read_text()
+    events = [journal(env) for env in nodes]
+    assert sum(e.count("build-complete") for e in events) == 1, events
+    assert sum(e.count("restored") for e in events) == 5, events
+    assert len({environment(env).name for env in nodes}) == 1
+    waited = [(tmp_path / f"n{i}.log").read_text() for i in range(6)]
+    assert any("is being built by" in text for text in waited)  # who holds it is said
+
+
+def test_a_dead_builder_is_replaced_by_a_waiting_node(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    pause = Pause(tmp_path / "pause", "overlay")
+    a = deployment.node("a", **pause.env)
+    b = deployment.node("b")
+    builder = spawn(["prepare", "--", "true"], a, tmp_path / "a.log")
+    pause.wait(builder)  # A holds the lease, held before installing
+    waiter = spawn(["prepare", "--", "true"], b, tmp_path / "b.log")
+    wait_for(lambda: "is being built by" in (tmp_path / "b.log").read_text(), 120,
+             "B to wait for A")
+    os.killpg(builder.pid, signal.SIGKILL)  # A dies with its lease: it expires
+    builder.wait()
+    assert waiter.wait(timeout=300) == 0, (tmp_path / "b.log").read_text()
+    assert journal(b) == ["build-started", "build-complete", "published"]
+    assert "published" in (tmp_path / "b.log").read_text()
+    c = deployment.node("c")
+    code, out = cli(["prepare", "--", "true"], c, capsys)
+    assert code == 0 and journal(c) == ["restored"], out
+
+
+# --- faults never stop a start --------------------------------------------------------
+
+class Failing(BaseHTTPRequestHandler):
+    def _fail(self) -> None:
+        self.send_response(500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _fail
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def failing_store() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/devstoreaccount1/c"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("where", ["stopped", "answering 500"])
+def test_an_unusable_store_means_one_warning_and_a_local_build(
+    where: str, deployment: Deployment, failing_store: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/devstoreaccount1/c" if where == "stopped" \
+        else failing_store
+    env = deployment.node("a", EXTENSIBILITY_REMOTE_CACHE=url)
+    code, out = cli(["prepare", "--", "true"], env, capsys)
+    assert code == 0, out
+    warnings = [line for line in out.splitlines() if "WARNING" in line or "warning" in line]
+    assert len([w for w in warnings if "remote" in w]) == 1, out
+    assert "going on without the remote cache" in out
+    assert journal(env) == ["build-started", "build-complete"]
+    # bounded: the warning comes within seconds of the start, not after the SDK's retries
+    elapsed = float(next(line for line in out.splitlines()
+                         if "going on without" in line).split()[1].rstrip("s"))
+    assert elapsed < 20, out
+
+
+def test_a_corrupted_archive_is_not_used_and_is_replaced(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str],
+) -> None:
+    a, b, c = (deployment.node(n) for n in "abc")
+    assert cli(["prepare", "--", "true"], a, capsys)[0] == 0
+    blobs = deployment.container.blobs()
+    [archive] = [n for n in blobs if n.endswith(".tar.zst")]
+    damaged = bytearray(blobs[archive])
+    damaged[len(damaged) // 2] ^= 0xFF
+    deployment.container.write(archive, bytes(damaged))
+    code, out = cli(["prepare", "--", "true"], b, capsys)
+    assert code == 0, out
+    assert "does not match its manifest" in out and "not used" in out
+    assert journal(b) == ["build-started", "build-complete", "published"]  # replaced it
+    code, out = cli(["prepare", "--", "true"], c, capsys)
+    assert code == 0 and journal(c) == ["restored"], out
+
+
+def test_a_tampered_manifest_is_not_used_and_a_good_one_is_never_overwritten(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str],
+) -> None:
+    a, b = deployment.node("a"), deployment.node("b")
+    assert cli(["prepare", "--", "true"], a, capsys)[0] == 0
+    blobs = deployment.container.blobs()
+    [name] = [n for n in blobs if n.endswith("manifest.json")]
+    good = json.loads(blobs[name])
+    tampered = {**good, "document": {**good["document"], "installer": "evil"}}
+    deployment.container.write(name, json.dumps(tampered).encode())
+    code, out = cli(["prepare", "--", "true"], b, capsys)
+    assert code == 0 and "its key document is not this request's" in out, out
+    assert "restored" not in journal(b)
+    # a node whose restore is fine never replaces: push on A finds it published
+    deployment.container.write(name, json.dumps(good).encode())
+    code, out = cli(["push", "--", "true"], a, capsys)
+    assert code == 0 and "published already" in out, out
+
+
+# --- unpacking trusts nothing ---------------------------------------------------------
+
+def crafted(members: list[tarfile.TarInfo]) -> io.BytesIO:
+    import zstandard
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member in members:
+            data = b"x" * member.size if member.isreg() else None
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    return io.BytesIO(zstandard.ZstdCompressor().compress(raw.getvalue()))
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", size: int = 0
+           ) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.size, info.mode = kind, link, size, 0o644
+    return info
+
+
+@pytest.mark.parametrize("members, why", [
+    ([member("../escape", size=1)], "climbing"),
+    ([member("/etc/evil", size=1)], "absolute"),
+    ([member("lib", tarfile.SYMTYPE, "/etc")], "outside"),
+    ([member("lib", tarfile.SYMTYPE, "../../..")], "outside"),
+    ([member("a", tarfile.DIRTYPE), member("a/l", tarfile.SYMTYPE, ".."),
+      member("a/l/x", size=1)], "under the link"),
+    ([member("null", tarfile.CHRTYPE)], "device file"),
+    ([member("fifo", tarfile.FIFOTYPE)], "named pipe"),
+    ([member("big", size=10)], "more bytes"),
+])
+def test_a_crafted_archive_is_refused(members: list[tarfile.TarInfo], why: str,
+                                      tmp_path: Path) -> None:
+    with pytest.raises(UnsafeArchive, match=why):
+        unpack(crafted(members), tmp_path / "env", max_files=10, max_bytes=5)
+    assert not (tmp_path / "escape").exists() and not Path("/etc/evil").exists()
+
+
+def test_a_crafted_archive_with_a_matching_checksum_is_refused_by_a_node(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    import hashlib
+
+    a, b = deployment.node("a"), deployment.node("b")
+    assert cli(["prepare", "--", "true"], a, capsys)[0] == 0
+    blobs = deployment.container.blobs()
+    [name] = [n for n in blobs if n.endswith("manifest.json")]
+    manifest = json.loads(blobs[name])
+    evil = crafted([member("bin", tarfile.DIRTYPE), member("bin/python", tarfile.SYMTYPE,
+                                                             "/bin/sh")]).getvalue()
+    sha = hashlib.sha256(evil).hexdigest()
+    manifest["archive"].update(sha256=sha, size=len(evil))
+    deployment.container.write(f"envs/{manifest['key']}/{sha}.tar.zst", evil)
+    deployment.container.write(name, json.dumps(manifest).encode())
+    code, out = cli(["prepare", "--", "true"], b, capsys)
+    assert code == 0 and "is refused" in out and "outside the environment" in out, out
+    assert journal(b) == ["build-started", "build-complete", "published"]
+
+
+def test_pack_keeps_links_inside_and_lists_the_interpreter(tmp_path: Path) -> None:
+    root = tmp_path / "env"
+    (root / "bin").mkdir(parents=True)
+    (root / "lib").mkdir()
+    (root / "bin" / "python").symlink_to(sys.executable)
+    (root / "bin" / "python3").symlink_to("python")
+    (root / "lib64").symlink_to("lib")
+    (root / "lib" / "m.py").write_text("x = 1\n")
+    with open(tmp_path / "a.tar.zst", "w+b") as handle:
+        packed = pack(root, handle)
+        handle.seek(0)
+        count = unpack(handle, tmp_path / "copy", max_files=packed.files,
+                       max_bytes=packed.unpacked)
+    assert packed.external_links == {"bin/python": sys.executable}
+    assert count == packed.files == 5  # bin, bin/python3, lib, lib/m.py, lib64
+    assert os.readlink(tmp_path / "copy" / "lib64") == "lib"
+    assert (tmp_path / "copy" / "lib" / "m.py").stat().st_mtime == \
+        (root / "lib" / "m.py").stat().st_mtime
+
+
+# --- credentials ----------------------------------------------------------------------
+
+def test_the_sas_token_appears_in_no_output_file_or_blob(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, signature = deployment.container.sas_url()
+    a = {**deployment.node("a"), "EXTENSIBILITY_REMOTE_CACHE": url}
+    b = {**deployment.node("b"), "EXTENSIBILITY_REMOTE_CACHE": url}
+    del a["AZURE_STORAGE_CONNECTION_STRING"], b["AZURE_STORAGE_CONNECTION_STRING"]
+    outputs = [cli(["prepare", "--", "true"], a, capsys), cli(["prepare", "--", "true"], b, capsys),
+               cli(["plan", "--json", "--", "true"], b, capsys),
+               cli(["ls", "--remote"], b, capsys), cli(["doctor", "--", "true"], b, capsys)]
+    assert journal(b) == ["restored"], outputs[1]
+    from urllib.parse import quote
+
+    secrets = {signature, quote(signature, safe="")}
+    for _, out in outputs:
+        assert not any(s in out for s in secrets), out
+    for env in (a, b):
+        for path in Path(env["EXTENSIBILITY_CACHE_DIR"]).rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert not any(s.encode() in path.read_bytes() for s in secrets), path
+    for name, data in deployment.container.blobs().items():
+        assert not any(s.encode() in data for s in secrets), name
+
+
+# --- the commands ---------------------------------------------------------------------
+
+def test_pull_plan_ls_and_gc_remote(deployment: Deployment,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = deployment.node("a"), deployment.node("b")
+    code, out = cli(["pull", "--", "true"], b, capsys)
+    assert code == 91 and "prepare --publish" in out, out
+    code, out = cli(["plan", "--json", "--", "true"], b, capsys)
+    assert json.loads(out[:out.rindex("}") + 1])["state"] == "miss"
+    assert cli(["prepare", "--", "true"], a, capsys)[0] == 0
+    code, out = cli(["plan", "--json", "--", "true"], b, capsys)
+    plan = json.loads(out[:out.rindex("}") + 1])
+    assert plan["state"] == "remote hit" and plan["cache"].startswith("remote hit"), plan
+    code, out = cli(["pull", "--", "true"], b, capsys)
+    assert code == 0 and "restored" in out and journal(b) == ["restored"], out
+    code, out = cli(["ls", "--remote", "--json"], b, capsys)
+    [row] = json.loads(out[:out.rindex("]") + 1])
+    assert row["status"] == "published" and row["key"] == environment(a).name
+    code, out = cli(["gc", "--remote", "--max-size", "1", "--dry-run"], b, capsys)
+    assert code == 0 and "would remove 1 published" in out, out
+    code, out = cli(["gc", "--remote", "--max-age", "0"], b, capsys)
+    assert code == 0 and "removed 1 published" in out, out
+    assert deployment.container.blobs() .keys() <= {f"locks/{row['key']}"}
+    code, out = cli(["pull", "--", "true"], deployment.node("c"), capsys)
+    assert code == 91, out
+
+
+def test_doctor_checks_the_remote_and_a_dead_one_fails_pull_with_90(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out = cli(["doctor", "--", "true"], deployment.node("a"), capsys)
+    assert "remote cache" in out and "writable" in out, out
+    dead = deployment.node("b", EXTENSIBILITY_REMOTE_CACHE=(
+        f"http://127.0.0.1:{free_port()}/devstoreaccount1/c"))
+    code, out = cli(["doctor", "--", "true"], dead, capsys)
+    assert code == 1 and "FAIL" in out and "remote cache" in out, out
+    code, out = cli(["pull", "--", "true"], dead, capsys)
+    assert code == 90, out
