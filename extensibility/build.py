@@ -45,7 +45,9 @@ def ensure_environment(start: Start, resolved: Resolved, log: Log) -> Path:
     if found is not None:
         store.touch(key)
         return found
-    log.phase("cache", f"building {key}: {miss_reason(start, resolved)}")
+    reason = miss_reason(start, resolved)
+    log.phase("cache", f"{key} is not on this node: {reason}" if start.remote is not None
+              else f"building {key}: {reason}")
     try:
         with store.lock(key, settings.lock_timeout, log):
             done = store.lookup(key)  # another start may have built it while we waited

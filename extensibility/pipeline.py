@@ -31,7 +31,14 @@ def environment_for(start: Start, log: Log) -> Path | None:
     from extensibility.resolve import resolve
 
     resolved = resolve(start, log)
-    start.remote = open_remote(start.settings, start.env, log)
+    conda_prefix = resolved.conda is not None and resolved.conda.layout is not None
+    if conda_prefix and start.settings.remote_cache:
+        # a conda prefix names its own path in files of every kind (scripts, binaries'
+        # padded prefixes, pkg-config): it is not relocated, so it is not shared
+        log.phase("remote", "a conda prefix is built on each node: only overlay "
+                  "environments are published to the remote cache")
+    else:
+        start.remote = open_remote(start.settings, start.env, log)
     environment = ensure_environment(start, resolved, log)
     warm.remember(resolved, note)
     return environment

@@ -13,7 +13,7 @@ import pytest
 from extensibility.cli import main, plain_run
 from extensibility.commands.doctor import diagnose
 from extensibility.settings import Settings
-from tests.support import REPO
+from tests.support import REPO, free_port
 from tests.test_warm import Setup, cold_start
 
 
@@ -106,13 +106,21 @@ sys.exit(main(["run", "--", "true"], json.loads(sys.argv[1])))
 NEVER_ON_THE_WARM_PATH = ("packaging", "filelock", "venv", "yaml", "argparse", "dataclasses",
                           "typing", "shutil", "subprocess", "traceback", "importlib.metadata",
                           "extensibility.requirements", "extensibility.resolve",
-                          "extensibility.build", "extensibility.commands.parser")
+                          "extensibility.build", "extensibility.commands.parser",
+                          "extensibility.remote", "azure", "zstandard")
 
 
-def test_the_warm_path_imports_only_what_it_uses(tmp_path: Path) -> None:
+@pytest.mark.parametrize("remote", [False, True], ids=["local", "remote-cache-set"])
+def test_the_warm_path_imports_only_what_it_uses(remote: bool, tmp_path: Path) -> None:
     setup = Setup(tmp_path)
-    cold_start(setup, real=True)
-    child = subprocess.run([sys.executable, "-c", WARM_PROBE, json.dumps(setup.env)],
+    env = setup.env
+    if remote:  # a node that has the environment never asks the store (here: a dead one)
+        env = {**env, "EXTENSIBILITY_REMOTE_CACHE":
+               f"http://127.0.0.1:{free_port()}/devstoreaccount1/c"}
+        assert main(["prepare", "--", "true"], env) == 0
+    else:
+        cold_start(setup, real=True)
+    child = subprocess.run([sys.executable, "-c", WARM_PROBE, json.dumps(env)],
                            capture_output=True, text=True, cwd=REPO, check=False)
     assert child.returncode == 0, child.stderr
     assert "request unchanged" in child.stderr  # it was the warm path

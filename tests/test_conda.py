@@ -274,11 +274,15 @@ def test_offline_channel_mirror_and_an_unsatisfiable_spec(
     (app / "conda.yaml").write_text("channels: [conda-forge]\n"
                                     "dependencies:\n  - hello-native>=1.1\n")
     # the file names conda-forge (unreachable here); the mirror variable replaces it
+    # a remote cache (a dead one: it must not even be asked) does not share conda prefixes
     env = contract_env(tmp_path, conda_image, app, cache, AZUREML_EXTRA_CONDA_YAML="conda.yaml",
-                       EXTENSIBILITY_CONDA_CHANNELS=str(channel))
+                       EXTENSIBILITY_CONDA_CHANNELS=str(channel),
+                       EXTENSIBILITY_REMOTE_CACHE="http://127.0.0.1:9/devstoreaccount1/c")
     done = run_entrypoint(conda_image, env, "run", "--", "hello-native")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("hello-native 1.1 from ")
+    assert "a conda prefix is built on each node" in done.stderr
+    assert "without the remote cache" not in done.stderr
 
     (app / "conda.yaml").write_text("dependencies:\n  - hello-native=9.9\n")
     failed = run_entrypoint(conda_image, env, "run", "--", "hello-native")

@@ -21,9 +21,9 @@ import pytest
 from extensibility.cli import main
 from extensibility.remote.archive import UnsafeArchive, pack, unpack
 from tests.azurite import Container
-from tests.support import Pause, free_port, wait_for
+from tests.conftest import StartServer, contract_env
+from tests.support import ImageVenv, Index, Pause, free_port, wait_for
 from tests.wheels import build_wheel
-
 
 HELLO = "import sys\n\ndef main():\n    import tinydep\n    print('hello from', sys.prefix)\n"
 
@@ -414,3 +414,29 @@ def test_doctor_checks_the_remote_and_a_dead_one_fails_pull_with_90(
     assert code == 1 and "FAIL" in out and "remote cache" in out, out
     code, out = cli(["pull", "--", "true"], dead, capsys)
     assert code == 90, out
+
+
+# --- the real scoring server ----------------------------------------------------------
+
+def test_node_b_serves_what_node_a_built_with_the_index_stopped(
+    image: ImageVenv, app: Path, own_index: Index, start_server: StartServer, tmp_path: Path,
+    container: Container,
+) -> None:
+    (app / "requirements.txt").write_text(f"--index-url {own_index.url}\ngreeting==1.0\n")
+    node_a = contract_env(tmp_path, image, app, tmp_path / "a" / "cache",
+                          AZUREML_EXTRA_REQUIREMENTS_TXT="requirements.txt", **container.env())
+    a = start_server(image, node_a)
+    assert a.score({}).json() == {"greeting": "HELLO WORLD"}
+    wait_for(lambda: "published" in journal(node_a), 180, "node A's background publish")
+    a.process.terminate()
+    a.process.wait(timeout=30)
+
+    own_index.stop()  # nothing can be installed from here on
+    node_b = contract_env(tmp_path, image, app, tmp_path / "elsewhere" / "b" / "cache",
+                          AZUREML_EXTRA_REQUIREMENTS_TXT="requirements.txt", **container.env())
+    b = start_server(image, node_b)
+    response = b.score({})
+    assert response.status_code == 200 and response.json() == {"greeting": "HELLO WORLD"}
+    assert "restored" in b.output() and "running" not in b.output(), b.output()
+    assert journal(node_b) == ["restored"]
+    assert environment(node_b).name == environment(node_a).name

@@ -126,16 +126,16 @@ def _cache_state(start: Start, resolved: Resolved | None) -> str | None:
     from extensibility.remote import open_remote
     from extensibility.resolve import miss_reason
 
-    remote = open_remote(start.settings, start.env, Log(start.settings.log_format))
+    log = Log(start.settings.log_format)
+    remote = open_remote(start.settings, start.env, log)
     if remote is not None:
         from extensibility.key import canonical_json
+        from extensibility.remote.manifest import mebibytes
 
-        manifest = remote.manifest(resolved.key, canonical_json(resolved.document),
-                                   Log(start.settings.log_format))
+        manifest = remote.manifest(resolved.key, canonical_json(resolved.document), log)
         if manifest is not None and manifest.usable:
             builder = manifest.fields.get("builder", {}).get("host", "?")
-            return (f"remote hit, would restore {manifest.size >> 20} MiB from "
+            return (f"remote hit, would restore {mebibytes(manifest.size)} from "
                     f"{remote.backend.description} (built on {builder})")
-
     return (f"miss, would build in {start.settings.cache_dir}: "
             f"{miss_reason(start, resolved)}")

@@ -27,8 +27,12 @@ def main(args: argparse.Namespace, context: Context) -> int:
     if not start.request.installs:
         context.log.phase("remote", "nothing to pull: the request installs nothing")
         return 0
+    from extensibility import warm
+
+    note = warm.note_path(start)
     resolved = resolve(start, context.log)
     pull(remote, start.store, resolved.key, canonical_json(resolved.document),
          start.image.python, context.log, context.settings.lock_timeout)
+    warm.remember(resolved, note)  # the server container's `run` is then a warm hit
     context.log.phase("pull", f"ready: {start.store.env_dir(resolved.key)}")
     return 0

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 from extensibility.errors import SettingsError
 from extensibility.log import Log
+from extensibility.redact import redact_url
+from extensibility.remote.backend import RemoteError
 from extensibility.remote.cache import RemoteCache
 from extensibility.settings import Settings
 
@@ -28,8 +30,6 @@ def open_remote(settings: Settings, env: Mapping[str, str], log: Log) -> RemoteC
     try:
         Location(url)
     except ValueError as exc:
-        from extensibility.redact import redact_url
-
         raise SettingsError(f"{VARIABLE}={redact_url(url)!r}: {exc}",
                             fix="use https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX] "
                             "(a SAS token may follow as the query)") from None
@@ -40,5 +40,9 @@ def open_remote(settings: Settings, env: Mapping[str, str], log: Log) -> RemoteC
     except ImportError:
         log.warning("remote", f"{VARIABLE} is set but azure-storage-blob or zstandard is not "
                     "installed (pip install 'inference-extensibility[remote]'); building here")
+        return None
+    except RemoteError as exc:
+        log.warning("remote", f"{redact_url(url)} cannot be used ({exc}); going on without "
+                    "the remote cache")
         return None
     return RemoteCache(backend, settings.remote_wait)

@@ -80,11 +80,14 @@ def _credential(location: Location, env: Mapping[str, str]) -> tuple[Any, str]:
         found = _connection_string_credential(connection)
         if found is not None:
             return found, "AZURE_STORAGE_CONNECTION_STRING"
-    try:
-        from azure.identity import DefaultAzureCredential
-    except ImportError:
-        return None, "anonymous (no SAS, no connection string, azure-identity not installed)"
-    return DefaultAzureCredential(), "azure-identity (managed identity or environment)"
+    if location.account_url.startswith("https://"):  # the SDK sends tokens over https only
+        try:
+            from azure.identity import DefaultAzureCredential
+        except ImportError:
+            pass
+        else:
+            return DefaultAzureCredential(), "azure-identity (managed identity or environment)"
+    return None, "anonymous (no SAS token, no connection string, no azure-identity over https)"
 
 
 def _clean(exc: BaseException) -> str:
@@ -100,14 +103,15 @@ class AzureBackend:
         from azure.storage.blob import ContainerClient, LinearRetry
 
         self.location = Location(url)
-        credential, self.credential_source = _credential(self.location, env)
         self.description = self.location.description
-        self._client = ContainerClient(
+        credential, self.credential_source = self._call(
+            "reading the credentials", lambda: _credential(self.location, env))
+        self._client = self._call("opening the client", lambda: ContainerClient(
             self.location.account_url, self.location.container, credential=credential,
             retry_policy=LinearRetry(backoff=1, random_jitter_range=1, retry_total=1),
             connection_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
             max_single_get_size=CHUNK, max_chunk_get_size=CHUNK,
-            max_single_put_size=CHUNK, max_block_size=CHUNK)
+            max_single_put_size=CHUNK, max_block_size=CHUNK))
 
     def _blob(self, name: str) -> Any:
         return self._client.get_blob_client(self.location.prefix + name)

@@ -31,6 +31,7 @@ from extensibility.remote.manifest import (
     Manifest,
     lock_name,
     manifest_name,
+    mebibytes,
     parse,
 )
 from extensibility.store import Store
@@ -203,7 +204,7 @@ class RemoteCache:
         if written:
             store.journal(event="published", key=key, size=packed.size, sha256=packed.sha256)
             log.phase("remote", f"published {key} to {self.backend.description} "
-                      f"({packed.size >> 20} MiB, {packed.files} files) in {seconds:.1f} s")
+                      f"({mebibytes(packed.size)}, {packed.files} files) in {seconds:.1f} s")
         else:
             log.phase("remote", f"{key} was already published by another node; kept theirs")
         return written

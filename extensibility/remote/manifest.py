@@ -23,6 +23,11 @@ class BadManifest(Exception):
     pass
 
 
+def mebibytes(size: int) -> str:
+    """A size for a log line: `12.3 MiB` (`0.04 MiB` for a small one)."""
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**20:.2f} MiB"
+
+
 def manifest_name(key: str) -> str:
     return f"envs/{key}/manifest.json"
 

@@ -13,7 +13,7 @@ import time
 
 from extensibility.log import Log
 from extensibility.remote.archive import UnsafeArchive, checksum, unpack
-from extensibility.remote.manifest import Manifest
+from extensibility.remote.manifest import Manifest, mebibytes
 from extensibility.remote.relocate import NotRelocatable, relocate
 from extensibility.store import Store
 
@@ -27,7 +27,7 @@ def restore(remote: RemoteCache, store: Store, manifest: Manifest, document: str
     """Whether the environment was restored (False: not usable, or the store failed; the
     reason was logged)."""
     key, started = manifest.key, time.monotonic()
-    log.phase("remote", f"restoring {key} ({manifest.size >> 20} MiB, built on "
+    log.phase("remote", f"restoring {key} ({mebibytes(manifest.size)}, built on "
               f"{manifest.fields.get('builder', {}).get('host', '?')})")
     with tempfile.TemporaryFile(dir=store.root) as handle:
         size = remote.attempt(log, lambda: remote.backend.download(manifest.archive, handle))
