@@ -7,8 +7,7 @@ import argparse
 
 from extensibility.commands import Context
 from extensibility.commands.parser import command_argument
-from extensibility.commands.run import open_start, server_command
-from extensibility.remote.commands import pull, require_remote
+from extensibility.remote.commands import open_request, pull
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,20 +18,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, context: Context) -> int:
-    from extensibility.key import canonical_json
-    from extensibility.resolve import resolve
-
-    remote = require_remote(context)
-    start = open_start(context, server_command(args.command, context.settings))
-    if not start.request.installs:
-        context.log.phase("remote", "nothing to pull: the request installs nothing")
-        return 0
     from extensibility import warm
+    from extensibility.key import canonical_json
 
-    note = warm.note_path(start)
-    resolved = resolve(start, context.log)
+    opened = open_request(args, context, "pull")
+    if opened is None:
+        return 0
+    remote, start, resolved = opened
     pull(remote, start.store, resolved.key, canonical_json(resolved.document),
          start.image.python, context.log, context.settings.lock_timeout)
-    warm.remember(resolved, note)  # the server container's `run` is then a warm hit
+    warm.remember(resolved, warm.note_path(start))  # the server's `run` is then a warm hit
     context.log.phase("pull", f"ready: {start.store.env_dir(resolved.key)}")
     return 0

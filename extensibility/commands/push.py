@@ -6,9 +6,8 @@ import argparse
 
 from extensibility.commands import Context
 from extensibility.commands.parser import command_argument
-from extensibility.commands.run import open_start, server_command
 from extensibility.errors import ExtensibilityError
-from extensibility.remote.commands import publish_environment, require_remote
+from extensibility.remote.commands import open_request, publish_environment
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,14 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, context: Context) -> int:
-    from extensibility.resolve import resolve
-
-    remote = require_remote(context)
-    start = open_start(context, server_command(args.command, context.settings))
-    if not start.request.installs:
-        context.log.phase("remote", "nothing to publish: the request installs nothing")
+    opened = open_request(args, context, "publish")
+    if opened is None:
         return 0
-    resolved = resolve(start, context.log)
+    remote, start, resolved = opened
     if start.store.lookup(resolved.key) is None:
         raise ExtensibilityError(f"{resolved.key} is not built on this node "
                                  f"({start.settings.cache_dir})",

@@ -16,7 +16,11 @@ from extensibility.store import Store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
+
+    from extensibility.resolve import Resolved
+    from extensibility.start import Start
 
 
 def require_remote(context: Context) -> RemoteCache:
@@ -26,6 +30,21 @@ def require_remote(context: Context) -> RemoteCache:
                          "installed", fix=f"set {VARIABLE}=https://ACCOUNT.blob.core.windows.net/"
                          "CONTAINER and pip install 'inference-extensibility[remote]'")
     return remote
+
+
+def open_request(args: argparse.Namespace, context: Context, verb: str
+                 ) -> tuple[RemoteCache, Start, Resolved] | None:
+    """The remote cache, the start and the resolved request of `push` and `pull` (None: the
+    request installs nothing, which is said)."""
+    from extensibility.commands.run import open_start, server_command
+    from extensibility.resolve import resolve
+
+    remote = require_remote(context)
+    start = open_start(context, server_command(args.command, context.settings))
+    if not start.request.installs:
+        context.log.phase("remote", f"nothing to {verb}: the request installs nothing")
+        return None
+    return remote, start, resolve(start, context.log)
 
 
 def unavailable(remote: RemoteCache, exc: RemoteError | None = None) -> RemoteUnavailable:
