@@ -92,6 +92,7 @@ def start_azurite(folder: Path) -> Azurite:
         pytest.fail(f"no Azure Storage emulator at {BINARY}: run `./dev test`, which installs "
                     "it once from npm (tests themselves never reach the network)")
     port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
     log = (folder / "azurite.log").open("wb")
     process = subprocess.Popen(
         [str(BINARY), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",

@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 CONNECT_TIMEOUT = 3  # seconds to open a connection
-READ_TIMEOUT = 30  # seconds without a byte on an open connection
+READ_TIMEOUT = 30  # seconds without a byte on an open connection, while moving an archive
+# a small request (manifest, lease, listing) answered within this, or the store is taken
+# for dead: with one retry, a hung endpoint costs a start about 10 s, once
+QUICK: dict[str, Any] = {"read_timeout": 4}
 CHUNK = 4 << 20  # ranged reads and block writes of 4 MiB, several at once
 CONCURRENCY = 4
 
@@ -129,7 +132,7 @@ class AzureBackend:
 
         def read() -> tuple[bytes, str] | None:
             try:
-                stream = self._blob(name).download_blob()
+                stream = self._blob(name).download_blob(**QUICK)
             except ResourceNotFoundError:
                 return None
             return stream.readall(), str(stream.properties.etag)
@@ -152,7 +155,8 @@ class AzureBackend:
         def write() -> bool:
             try:
                 self._with_container(lambda: self._blob(name).upload_blob(
-                    data, overwrite=not if_absent, max_concurrency=CONCURRENCY, **conditions))
+                    data, overwrite=not if_absent, max_concurrency=CONCURRENCY, **conditions,
+                    **(QUICK if isinstance(data, bytes) else {})))
             except (ResourceExistsError, ResourceModifiedError):
                 return False
             return True
@@ -169,7 +173,7 @@ class AzureBackend:
             if getattr(exc, "error_code", None) != "ContainerNotFound":
                 raise
             with contextlib.suppress(ResourceExistsError):
-                self._client.create_container()
+                self._client.create_container(**QUICK)
             return action()
 
     def delete(self, name: str) -> None:
@@ -177,7 +181,7 @@ class AzureBackend:
 
         def remove() -> None:
             with contextlib.suppress(ResourceNotFoundError):
-                self._blob(name).delete_blob()
+                self._blob(name).delete_blob(**QUICK)
 
         self._call(f"deleting {name}", remove)
 
@@ -191,7 +195,7 @@ class AzureBackend:
                 return [Blob(b.name[strip:], int(b.size or 0),
                              b.last_modified.timestamp() if b.last_modified else 0.0)
                         for b in self._client.list_blobs(
-                            name_starts_with=self.location.prefix + prefix)]
+                            name_starts_with=self.location.prefix + prefix, **QUICK)]
             except ResourceNotFoundError:  # no container yet: nothing published
                 return []
 
@@ -204,15 +208,15 @@ class AzureBackend:
 
         def take() -> str:
             with contextlib.suppress(ResourceExistsError):  # made by an earlier build
-                self._with_container(lambda: blob.upload_blob(b"", overwrite=False))
+                self._with_container(lambda: blob.upload_blob(b"", overwrite=False, **QUICK))
             try:
-                lease = blob.acquire_lease(lease_duration=seconds)
+                lease = blob.acquire_lease(lease_duration=seconds, **QUICK)
             except HttpResponseError as exc:
                 if getattr(exc, "status_code", None) != 409:
                     raise
-                metadata = blob.get_blob_properties().metadata or {}
+                metadata = blob.get_blob_properties(**QUICK).metadata or {}
                 raise LeaseTaken(metadata) from None
-            blob.set_blob_metadata(dict(holder), lease=lease)
+            blob.set_blob_metadata(dict(holder), lease=lease, **QUICK)
             return str(lease.id)
 
         return self._call(f"taking the lease on {name}", take)
@@ -221,10 +225,10 @@ class AzureBackend:
         from azure.storage.blob import BlobLeaseClient
 
         self._call(f"renewing the lease on {name}",
-                   lambda: BlobLeaseClient(self._blob(name), lease_id=lease).renew())
+                   lambda: BlobLeaseClient(self._blob(name), lease_id=lease).renew(**QUICK))
 
     def release(self, name: str, lease: str) -> None:
         from azure.storage.blob import BlobLeaseClient
 
         self._call(f"releasing the lease on {name}",
-                   lambda: BlobLeaseClient(self._blob(name), lease_id=lease).release())
+                   lambda: BlobLeaseClient(self._blob(name), lease_id=lease).release(**QUICK))
