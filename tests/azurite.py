@@ -5,6 +5,7 @@ account and key are public (they only open the emulator)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import ContainerClient
 
 from tests.support import REPO, free_port, wait_for
@@ -59,8 +61,6 @@ class Container:
                 "AZURE_STORAGE_CONNECTION_STRING": self.azurite.connection_string}
 
     def client(self) -> ContainerClient:
-        from azure.storage.blob import ContainerClient
-
         return ContainerClient.from_connection_string(self.azurite.connection_string, self.name)
 
     def blobs(self) -> dict[str, bytes]:
@@ -83,7 +83,8 @@ class Container:
             permission=ContainerSasPermissions(read=True, write=True, delete=True, list=True,
                                                add=True, create=True),
             expiry=datetime.now(timezone.utc) + timedelta(hours=2))
-        self.client().create_container()
+        with contextlib.suppress(ResourceExistsError):
+            self.client().create_container()
         return f"{self.url}?{token}", parse_qs(token)["sig"][0]
 
 

@@ -4,9 +4,11 @@ HOMEs) sharing one container; builds are real (uv, offline wheels)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +22,7 @@ from urllib.parse import quote
 
 import pytest
 
+import extensibility.commands.gc
 from extensibility.cli import main
 from extensibility.remote.archive import UnsafeArchive, pack, unpack
 from tests.azurite import Container, start_azurite
@@ -173,49 +176,92 @@ def test_six_nodes_starting_together_build_once(deployment: Deployment, tmp_path
     assert any("is being built by" in text for text in waited)  # who holds it is said
 
 
-def test_a_dead_builder_is_replaced_by_a_waiting_node(
+def test_an_upload_cut_short_leaves_no_manifest_and_a_waiting_node_takes_over(
     deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pause = Pause(tmp_path / "pause", "overlay")
+    pause = Pause(tmp_path / "pause", "manifest")
     a = deployment.node("a", **pause.env)
     b = deployment.node("b")
     builder = spawn(["prepare", "--", "true"], a, tmp_path / "a.log")
-    pause.wait(builder)  # A holds the lease, held before installing
+    pause.wait(builder)  # A built, uploaded its archive, holds the lease: no manifest yet
+    blobs = deployment.container.blobs()
+    assert [n for n in blobs if n.endswith(".tar.zst")]
+    assert not [n for n in blobs if n.endswith("manifest.json")]
     waiter = spawn(["prepare", "--", "true"], b, tmp_path / "b.log")
     wait_for(lambda: "is being built by" in (tmp_path / "b.log").read_text(), 120,
              "B to wait for A")
+    assert f"(pid {builder.pid}" in (tmp_path / "b.log").read_text()  # who holds it
     os.killpg(builder.pid, signal.SIGKILL)  # A dies with its lease: it expires
     builder.wait()
     assert waiter.wait(timeout=300) == 0, (tmp_path / "b.log").read_text()
     assert journal(b) == ["build-started", "build-complete", "published"]
-    assert "published" in (tmp_path / "b.log").read_text()
     c = deployment.node("c")
     code, out = cli(["prepare", "--", "true"], c, capsys)
     assert code == 0 and journal(c) == ["restored"], out
+    # A's archive, whose manifest was never written, is removed by gc after an hour
+    code, out = cli(["gc", "--remote", "--dry-run"], c, capsys)
+    assert "would remove 0" in out, out
+    monkeypatch.setattr(extensibility.commands.gc, "UNFINISHED_AFTER", 0.0)
+    code, out = cli(["gc", "--remote"], c, capsys)
+    assert code == 0 and "archives whose upload never finished" in out, out
+    blobs = deployment.container.blobs()
+    published = json.loads(next(v for n, v in blobs.items() if n.endswith("manifest.json")))
+    assert sorted(n for n in blobs if n.startswith("envs/")) == sorted(
+        [f"envs/{published['key']}/manifest.json",
+         f"envs/{published['key']}/{published['archive']['sha256']}.tar.zst"])
+    assert cli(["prepare", "--", "true"], deployment.node("d"), capsys)[0] == 0
+
+
+def test_a_node_that_waited_too_long_builds_here(
+    deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    pause = Pause(tmp_path / "pause", "overlay")
+    builder = spawn(["prepare", "--", "true"], deployment.node("a", **pause.env),
+                    tmp_path / "a.log")
+    pause.wait(builder)  # A holds the lease
+    b = deployment.node("b", EXTENSIBILITY_REMOTE_WAIT="1")
+    try:
+        code, out = cli(["prepare", "--", "true"], b, capsys)
+    finally:
+        pause.release()
+    assert code == 0, out
+    assert "waited 1 s for" in out and "building here" in out
+    assert journal(b) == ["build-started", "build-complete"]  # not published: A does
+    assert builder.wait(timeout=300) == 0
 
 
 # --- faults never stop a start --------------------------------------------------------
 
-class Failing(BaseHTTPRequestHandler):
-    def _fail(self) -> None:
-        self.send_response(500)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+def failing_handler(status: int) -> type[BaseHTTPRequestHandler]:
+    """Answers every request with `status` (503 also says when to come back, as Azure does
+    when it throttles)."""
 
-    do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _fail
+    class Failing(BaseHTTPRequestHandler):
+        def _fail(self) -> None:
+            self.send_response(status)
+            if status == 503:
+                self.send_header("Retry-After", "1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _fail
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Failing
 
 
-@pytest.fixture
-def failing_store() -> Iterator[str]:
-    """A store that answers every request with 500."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+@contextlib.contextmanager
+def failing_store(status: int) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), failing_handler(status))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/devstoreaccount1/c"
-    server.shutdown()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/devstoreaccount1/c"
+    finally:
+        server.shutdown()
 
 
 @pytest.fixture
@@ -228,7 +274,7 @@ def hung_store() -> Iterator[str]:
     listener.close()
 
 
-FAULTS = ["stopped", "answering 500", "refusing the credentials", "hung"]
+FAULTS = ["stopped", "answering 500", "throttling (503)", "refusing the credentials", "hung"]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -236,6 +282,8 @@ def test_an_unusable_store_means_one_warning_and_a_local_build(
     fault: str, deployment: Deployment, request: pytest.FixtureRequest,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    stack = contextlib.ExitStack()
+    request.addfinalizer(stack.close)
     if fault == "stopped":  # a real emulator, that served this deployment, stops
         emulator = start_azurite(deployment.tmp / "own-azurite")
         url = f"{emulator.endpoint}/gone"
@@ -248,17 +296,25 @@ def test_an_unusable_store_means_one_warning_and_a_local_build(
                               AZURE_STORAGE_CONNECTION_STRING=emulator.connection_string)
     elif fault == "refusing the credentials":  # a SAS token whose signature is wrong: 403
         url, signature = deployment.container.sas_url()
+        wrong = quote(("A" if signature[0] != "A" else "B") + signature[1:], safe="")
         env = {**deployment.node("a"), "EXTENSIBILITY_REMOTE_CACHE":
-               url.replace(quote(signature, safe=""), quote("x" + signature[1:], safe=""))}
+               re.sub(r"([?&]sig=)[^&]+", rf"\g<1>{wrong}", url)}
+        assert env["EXTENSIBILITY_REMOTE_CACHE"] != url
         del env["AZURE_STORAGE_CONNECTION_STRING"]
+    elif fault == "hung":
+        env = deployment.node("a", EXTENSIBILITY_REMOTE_CACHE=request.getfixturevalue(
+            "hung_store"))
     else:
-        store = "failing_store" if fault == "answering 500" else "hung_store"
-        env = deployment.node("a", EXTENSIBILITY_REMOTE_CACHE=request.getfixturevalue(store))
+        status = 500 if fault == "answering 500" else 503
+        env = deployment.node("a", EXTENSIBILITY_REMOTE_CACHE=stack.enter_context(
+            failing_store(status)))
     code, out = cli(["prepare", "--", "true"], env, capsys)
     assert code == 0, out
     warnings = [line for line in out.splitlines() if " WARNING " in line]
     assert len(warnings) == 1 and "going on without the remote cache" in warnings[0], out
     assert journal(env) == ["build-started", "build-complete"]
+    if fault == "refusing the credentials":
+        assert "403" in warnings[0] and wrong not in out and wrong[5:20] not in out
     # bounded: the warning comes within seconds, not after the SDK's default retries (which
     # wait 15 s and more between attempts); the bound is loose for a busy machine
     elapsed = float(warnings[0].split()[1].rstrip("s"))
@@ -394,7 +450,10 @@ def test_the_sas_token_appears_in_no_output_file_or_blob(
                cli(["plan", "--json", "--", "true"], b, capsys),
                cli(["ls", "--remote"], b, capsys), cli(["doctor", "--", "true"], b, capsys)]
     assert journal(b) == ["restored"], outputs[1]
-    secrets = {signature, quote(signature, safe="")}
+    raw = re.search(r"[?&]sig=([^&]+)", url)
+    assert raw is not None
+    # the signature as the URL carries it, decoded, and encoded every usual way
+    secrets = {raw.group(1), signature, quote(signature, safe=""), quote(signature)}
     for _, out in outputs:
         assert not any(s in out for s in secrets), out
     for env in (a, b):

@@ -9,10 +9,6 @@ from extensibility.commands import Context
 from extensibility.settings import parse_duration, parse_size
 from extensibility.store import Store
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from extensibility.remote.commands import RemoteEntry
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
@@ -66,35 +62,22 @@ def main(args: argparse.Namespace, context: Context) -> int:
     return 0
 
 
-UNFINISHED_AFTER = 3600.0  # an archive without a manifest this old is an upload that died
+UNFINISHED_AFTER = 3600.0  # an archive without its manifest this old is an upload that died
 
 
 def _remote(args: argparse.Namespace, context: Context) -> int:
-    from extensibility.remote.commands import age, entries, remove, require_remote
+    from extensibility.remote.commands import entries, remove, require_remote, select
 
     remote, log = require_remote(context), context.log
-    listed = entries(remote)  # oldest first
-    doomed: list[tuple[RemoteEntry, str]] = []
-    kept = []
-    for entry in listed:
-        if entry.manifest is None and age(entry) > UNFINISHED_AFTER:
-            doomed.append((entry, "an upload that never finished"))
-        elif args.max_age is not None and entry.manifest and age(entry) > args.max_age:
-            doomed.append((entry, f"published {age(entry) / 86400:.1f} days ago"))
-        else:
-            kept.append(entry)
-    total = sum(e.size for e in kept)
-    for entry in kept:  # oldest first, until the rest fits
-        if args.max_size is None or total <= args.max_size or entry.manifest is None:
-            continue
-        doomed.append((entry, "the remote cache is over --max-size"))
-        total -= entry.size
+    removals = select(entries(remote), max_age=args.max_age, max_size=args.max_size,
+                      unfinished_after=UNFINISHED_AFTER)
     verb = "would remove" if args.dry_run else "removed"
-    for entry, reason in doomed:
+    for removal in removals:
         if not args.dry_run:
-            remove(remote, entry)
-        log.phase("gc", f"{verb} {entry.key} ({entry.size / 2**20:.1f} MiB) from "
-                  f"{remote.backend.description}: {reason}")
-    log.phase("gc", f"{verb} {len(doomed)} published environments, "
-              f"{sum(e.size for e, _ in doomed) / 2**20:.1f} MiB")
+            remove(remote, removal)
+        log.phase("gc", f"{verb} {removal.key} ({removal.size / 2**20:.1f} MiB, "
+                  f"{len(removal.blobs)} blobs) from {remote.backend.description}: "
+                  f"{removal.reason}")
+    log.phase("gc", f"{verb} {len(removals)} published environments or leftovers, "
+              f"{sum(r.size for r in removals) / 2**20:.1f} MiB")
     return 0

@@ -95,10 +95,12 @@ def _credential(location: Location, env: Mapping[str, str]) -> tuple[Any, str]:
 
 def _clean(exc: BaseException) -> str:
     """An SDK error in one line, without credentials (messages can quote the URL)."""
-    code = getattr(exc, "error_code", None) or getattr(exc, "status_code", None)
+    status = getattr(exc, "status_code", None)
+    code = getattr(exc, "error_code", None)
+    code = getattr(code, "value", code)  # the SDK's enum, or the service's string
+    tags = " ".join(str(t) for t in (status, code) if t)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = redact_url(text)
-    return f"{type(exc).__name__}{f' ({code})' if code else ''}: {text}"[:300]
+    return redact_url(f"{type(exc).__name__}{f' ({tags})' if tags else ''}: {text}")[:300]
 
 
 class AzureBackend:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from extensibility import __version__
+from extensibility.faults import pause
 from extensibility.log import Log
 from extensibility.remote.backend import Backend, LeaseTaken, RemoteError
 from extensibility.remote.manifest import (
@@ -198,6 +199,7 @@ class RemoteCache:
             handle.seek(0)
             manifest = Manifest(_manifest_fields(store, environment, key, packed))
             self.backend.put(manifest.archive, handle)
+        pause(os.environ, "manifest", log)  # tests: an upload cut short here
         written = self.backend.put(manifest_name(key), manifest.to_bytes(),
                                    if_absent=replace is None, if_version=replace)
         seconds = time.monotonic() - started

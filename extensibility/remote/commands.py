@@ -9,9 +9,9 @@ from extensibility.commands import Context
 from extensibility.errors import NotPublished, RemoteUnavailable, UsageError
 from extensibility.log import Log
 from extensibility.remote import VARIABLE, open_remote
-from extensibility.remote.backend import RemoteError
+from extensibility.remote.backend import Blob, RemoteError
 from extensibility.remote.cache import Claim, RemoteCache
-from extensibility.remote.manifest import manifest_name
+from extensibility.remote.manifest import archive_name, manifest_name
 from extensibility.store import Store
 
 TYPE_CHECKING = False
@@ -117,9 +117,21 @@ class RemoteEntry:
     def __init__(self, key: str) -> None:
         self.key = key
         self.manifest: dict[str, Any] | None = None
-        self.blobs: list[str] = []
-        self.size = 0
-        self.modified = 0.0
+        self.blobs: list[Blob] = []
+
+    @property
+    def size(self) -> int:
+        return sum(b.size for b in self.blobs)
+
+    @property
+    def modified(self) -> float:
+        return max((b.modified for b in self.blobs), default=0.0)
+
+    def strays(self) -> list[Blob]:
+        """Archives the manifest does not name (uploads cut short before their manifest)."""
+        named = archive_name(self.key, str((self.manifest or {}).get("archive", {})
+                                           .get("sha256", "")))
+        return [b for b in self.blobs if b.name.endswith(".tar.zst") and b.name != named]
 
     def row(self) -> dict[str, Any]:
         builder = (self.manifest or {}).get("builder") or {}
@@ -128,7 +140,14 @@ class RemoteEntry:
                 "builder": builder.get("host"), "installer": (self.manifest or {}).get("installer")}
 
 
+class Removal:
+    def __init__(self, key: str, blobs: list[Blob], reason: str) -> None:
+        self.key, self.blobs, self.reason = key, blobs, reason
+        self.size = sum(b.size for b in blobs)
+
+
 def entries(remote: RemoteCache) -> list[RemoteEntry]:
+    """What the remote cache holds, oldest first."""
     try:
         found: dict[str, RemoteEntry] = {}
         for blob in remote.backend.list("envs/"):
@@ -136,9 +155,7 @@ def entries(remote: RemoteCache) -> list[RemoteEntry]:
             if len(parts) != 3:
                 continue
             entry = found.setdefault(parts[1], RemoteEntry(parts[1]))
-            entry.blobs.append(blob.name)
-            entry.size += blob.size
-            entry.modified = max(entry.modified, blob.modified)
+            entry.blobs.append(blob)
             if parts[2] == "manifest.json":
                 data = remote.backend.get(blob.name)
                 entry.manifest = _json(data[0]) if data else None
@@ -155,17 +172,44 @@ def _json(data: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def remove(remote: RemoteCache, entry: RemoteEntry) -> None:
+def select(listed: list[RemoteEntry], *, max_age: float | None, max_size: int | None,
+           unfinished_after: float) -> list[Removal]:
+    """What `gc --remote` removes: uploads that never finished (older than
+    `unfinished_after`), published environments older than `max_age`, then the oldest
+    until the rest fits `max_size`."""
+    now = time.time()
+    removals: list[Removal] = []
+    kept: list[RemoteEntry] = []
+    for entry in listed:  # oldest first
+        stale = [b for b in (entry.strays() if entry.manifest else entry.blobs)
+                 if now - b.modified > unfinished_after]
+        if entry.manifest is None:
+            if stale:
+                removals.append(Removal(entry.key, entry.blobs, "an upload that never finished"))
+            continue
+        if stale:
+            removals.append(Removal(entry.key, stale, "archives whose upload never finished"))
+        if max_age is not None and now - entry.modified > max_age:
+            days = (now - entry.modified) / 86400
+            removals.append(Removal(entry.key, entry.blobs, f"published {days:.1f} days ago"))
+        else:
+            kept.append(entry)
+    total = sum(e.size for e in kept)
+    for entry in kept:
+        if max_size is None or total <= max_size:
+            break
+        removals.append(Removal(entry.key, entry.blobs, "the remote cache is over --max-size"))
+        total -= entry.size
+    return removals
+
+
+def remove(remote: RemoteCache, removal: Removal) -> None:
     """The manifest first: a reader never finds a manifest whose archive is gone."""
     try:
-        for name in sorted(entry.blobs, key=lambda n: not n.endswith("manifest.json")):
-            remote.backend.delete(name)
+        for blob in sorted(removal.blobs, key=lambda b: not b.name.endswith("manifest.json")):
+            remote.backend.delete(blob.name)
     except RemoteError as exc:
         raise unavailable(remote, exc) from None
-
-
-def age(entry: RemoteEntry) -> float:
-    return time.time() - entry.modified
 
 
 def probe(remote: RemoteCache) -> str:
