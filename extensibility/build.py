@@ -93,9 +93,12 @@ def _build(start: Start, resolved: Resolved, log: Log) -> None:
     pause(start.env, "overlay", log)
     installed = _install(start, site, work_dir, log)
     if not start.compile_at_build:
-        from extensibility.compile import prepare_pycache
+        from extensibility.compile import prepare_pycache, start_background
 
         prepare_pycache(root)  # made here, private: the background compile only fills them
+        # started now, not at the hand-off: the check and publish take a second on a large
+        # set, a head start over the server's own imports (a failed build discards it all)
+        start_background(store, root, log, settings.app_root / settings.entry_script)
     log.phase("install", f"{len(installed)} packages in {time.monotonic() - started:.1f} s")
     changes = _changes(site.baseline, site.site_packages)
     for line in changes:

@@ -79,7 +79,10 @@ def secure_tree(root: Path) -> None:
     for folder, dirs, files in os.walk(root):
         for name in (*dirs, *files):
             path = os.path.join(folder, name)
-            info = os.lstat(path)
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:  # the background compile's temporary file, renamed
+                continue
             if stat.S_ISLNK(info.st_mode):
                 continue
             if not trusted(info.st_uid):

@@ -425,13 +425,20 @@ def test_pack_keeps_links_inside_and_lists_the_interpreter(tmp_path: Path) -> No
     (root / "bin" / "python3").symlink_to("python")
     (root / "lib64").symlink_to("lib")
     (root / "lib" / "m.py").write_text("x = 1\n")
+    (root / "lib" / "tests" / "__pycache__").mkdir(parents=True)
+    (root / "lib" / "tests" / "t.py").write_text("")
+    (root / "lib" / "tests" / "__pycache__" / "t.cpython-311.pyc").write_bytes(b"")
     with open(tmp_path / "a.tar.zst", "w+b") as handle:
         packed = pack(root, handle)
         handle.seek(0)
         count = unpack(handle, tmp_path / "copy", max_files=packed.files,
                        max_bytes=packed.unpacked)
     assert packed.external_links == {"bin/python": sys.executable}
-    assert count == packed.files == 5  # bin, bin/python3, lib, lib/m.py, lib64
+    # bin, bin/python3, lib, lib/m.py, lib/tests, its t.py and __pycache__, lib64: not the
+    # test suite's bytecode (never imported by a server)
+    assert count == packed.files == 8
+    assert (tmp_path / "copy" / "lib" / "tests" / "__pycache__").is_dir()
+    assert not list((tmp_path / "copy" / "lib" / "tests" / "__pycache__").iterdir())
     assert os.readlink(tmp_path / "copy" / "lib64") == "lib"
     assert (tmp_path / "copy" / "lib" / "m.py").stat().st_mtime == \
         (root / "lib" / "m.py").stat().st_mtime

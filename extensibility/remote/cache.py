@@ -58,13 +58,15 @@ class Lease:
         self._thread.start()
 
     def _renew(self) -> None:
+        warned = False
         while not self._stop.wait(LEASE_SECONDS / 3):
             try:
                 self.backend.renew(lock_name(self.key), self.id)
-            except RemoteError as exc:
-                self.log.warning("remote", f"the build lease on {self.key} was lost ({exc}); "
-                                 "another node may build it too")
-                return
+            except RemoteError as exc:  # tried again at the next tick: a blip is not a loss
+                if not warned:
+                    self.log.warning("remote", f"the build lease on {self.key} could not be "
+                                     f"renewed ({exc}); another node may build it too")
+                    warned = True
 
     def stop(self) -> None:
         """Stop renewing without releasing (the publisher child takes over)."""
