@@ -34,7 +34,8 @@ pytest_plugins = ["tests.azurite"]  # the Azure Storage emulator: `azurite`, `co
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that needs the simulated image (and so the image wheels `./dev` downloads)
-    is `slow`, marked here so none is missed: `pytest -m "not slow"` runs on a bare checkout."""
+    is `slow`, marked here so none is missed: `pytest -m "not slow"` runs without those wheels
+    (the remote-cache tests still need the storage emulator, which `./dev` installs too)."""
     for item in items:
         if "image" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)

@@ -162,6 +162,7 @@ def test_run_serves_at_once_and_publishes_in_the_background(
 
 # --- one build across nodes -----------------------------------------------------------
 
+@pytest.mark.slow  # processes meeting on a lease: once, on the main Python
 def test_six_nodes_starting_together_build_once(deployment: Deployment, tmp_path: Path) -> None:
     nodes = [deployment.node(f"n{i}") for i in range(6)]
     processes = [spawn(["prepare", "--", "true"], env, tmp_path / f"n{i}.log")
@@ -176,6 +177,7 @@ def test_six_nodes_starting_together_build_once(deployment: Deployment, tmp_path
     assert any("is being built by" in text for text in waited)  # who holds it is said
 
 
+@pytest.mark.slow  # processes meeting on a lease: once, on the main Python
 def test_an_upload_cut_short_leaves_no_manifest_and_a_waiting_node_takes_over(
     deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -213,6 +215,7 @@ def test_an_upload_cut_short_leaves_no_manifest_and_a_waiting_node_takes_over(
     assert cli(["prepare", "--", "true"], deployment.node("d"), capsys)[0] == 0
 
 
+@pytest.mark.slow  # processes meeting on a lease: once, on the main Python
 def test_a_node_that_waited_too_long_builds_here(
     deployment: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
