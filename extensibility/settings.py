@@ -247,7 +247,7 @@ class Settings:
             no_direct_references=_flag(_required(raw, "no_direct_references"),
                                        "EXTENSIBILITY_NO_DIRECT_REFERENCES"),
             install_timeout=_seconds(raw, "install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT"),
-            remote_cache=raw["remote_cache"],
+            remote_cache=_remote_url(raw["remote_cache"]),
             remote_wait=_seconds(raw, "remote_wait", "EXTENSIBILITY_REMOTE_WAIT"),
             compile=_required(raw, "compile"),
             retries=_count(_required(raw, "retries"), "EXTENSIBILITY_RETRIES"),
@@ -342,6 +342,22 @@ def _hosts(text: str | None) -> tuple[str, ...] | None:
                             fix="list the allowed hosts, comma-separated (e.g. pypi.org), or "
                             "unset the variable")
     return hosts
+
+
+def _remote_url(text: str | None) -> str | None:
+    """The remote cache's URL, checked for its shape here (every start, warm or cold, refuses
+    a malformed one alike); remote/azure.py parses it when it is used."""
+    if text is None:
+        return None
+    scheme, _, rest = text.partition("://")
+    path = rest.split("?", 1)[0].partition("/")[2]
+    if scheme not in ("http", "https") or not rest.split("/", 1)[0] or not path.strip("/"):
+        shown = text.split("?", 1)[0]  # never the query: it may hold a SAS token
+        raise SettingsError(f"EXTENSIBILITY_REMOTE_CACHE={shown!r} is not the URL of a blob "
+                            "container",
+                            fix="use https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX], "
+                            "with a SAS token as the query if it is the credential")
+    return text
 
 
 def _port(text: str) -> int:

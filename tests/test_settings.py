@@ -72,3 +72,22 @@ def test_every_variable_and_exit_code_is_documented() -> None:
     exit_codes = (DOCS / "exit-codes.md").read_text()
     for code in (99, 98, 97, 96, 95, 94, 93, 92, 143):
         assert re.search(rf"\b{code}\b", exit_codes), code
+
+
+@pytest.mark.parametrize("url", [
+    "s3://bucket/prefix", "https://account.blob.core.windows.net", "https://account.blob."
+    "core.windows.net/?sv=1&sig=SECRET", "not a url", "https:///container",
+])
+def test_a_malformed_remote_cache_url_is_refused_without_its_query(url: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_environ({"EXTENSIBILITY_REMOTE_CACHE": url})
+    assert refused.value.exit_code == 93 and "SECRET" not in str(refused.value)
+
+
+@pytest.mark.parametrize("url", [
+    "https://account.blob.core.windows.net/container",
+    "https://account.blob.core.windows.net/container/deep/prefix?sv=1&sig=x",
+    "http://127.0.0.1:10000/devstoreaccount1/container",
+])
+def test_a_container_url_is_accepted(url: str) -> None:
+    assert Settings.from_environ({"EXTENSIBILITY_REMOTE_CACHE": url}).remote_cache == url

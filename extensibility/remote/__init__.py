@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from extensibility.errors import SettingsError
 from extensibility.log import Log
 from extensibility.redact import redact_url
 from extensibility.remote.backend import RemoteError
@@ -20,19 +19,13 @@ VARIABLE = "EXTENSIBILITY_REMOTE_CACHE"
 
 
 def open_remote(settings: Settings, env: Mapping[str, str], log: Log) -> RemoteCache | None:
-    """The configured remote cache (None: none configured, or its client is not installed,
-    which is said once: the start goes on with the local cache)."""
+    """The configured remote cache (None: none configured, or it cannot be used, which is said
+    once: the start goes on with the local cache). Settings checked the URL's shape."""
     url = settings.remote_cache
     if not url:
         return None
-    from extensibility.remote.azure import AzureBackend, Location
+    from extensibility.remote.azure import AzureBackend
 
-    try:
-        Location(url)
-    except ValueError as exc:
-        raise SettingsError(f"{VARIABLE}={redact_url(url)!r}: {exc}",
-                            fix="use https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX] "
-                            "(a SAS token may follow as the query)") from None
     try:
         import zstandard  # noqa: F401  (the archive format)
 

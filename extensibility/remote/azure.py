@@ -107,7 +107,7 @@ class AzureBackend:
     def __init__(self, url: str, env: Mapping[str, str]) -> None:
         from azure.storage.blob import ContainerClient, LinearRetry
 
-        self.location = Location(url)
+        self.location = self._call("reading the URL", lambda: Location(url))
         self.description = self.location.description
         credential, self.credential_source = self._call(
             "reading the credentials", lambda: _credential(self.location, env))
