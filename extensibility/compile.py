@@ -35,10 +35,11 @@ try:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 except BlockingIOError:
     sys.exit(0)
-# the packages the scoring script imports, without their test suites: what the server is
-# about to import, so the idle core stays ahead of it
+# the packages the scoring script imports, then everything else, both without test suites:
+# what the server is about to import (and what those import), so the idle core stays ahead
+# of it; the test suites last (compileall skips what is compiled already)
 tests = re.compile(r"[/\\\\](tests?|testing)[/\\\\]")
-for folder in folders[:int(first)]:
+for folder in folders:
     compileall.compile_dir(folder, quiet=2, workers=0, rx=tests)
 for folder in folders[int(first):]:  # a file that does not compile (py2 test data) stays so
     compileall.compile_dir(folder, quiet=2, workers=0)
