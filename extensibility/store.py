@@ -105,7 +105,7 @@ class Store:
         if info.st_size == 0 or not info.st_mode & 0o111:
             return "its interpreter is not a program"
         activation = root / META / "activation.json"
-        if activation.exists() and not isinstance(_read_json(activation), dict):
+        if activation.exists() and not isinstance(read_json(activation), dict):
             return "its activation.json is unreadable"
         return None
 
@@ -274,8 +274,8 @@ class Store:
                 path=child,
                 complete=(meta / MARKER).is_file(),
                 last_access=stamp.stat().st_mtime if stamp.exists() else None,
-                document=_read_json(meta / "key.json"),
-                origin=_read_json(meta / "origin.json"),
+                document=read_json(meta / "key.json"),
+                origin=read_json(meta / "origin.json"),
             ))
         return found
 
@@ -339,7 +339,7 @@ def locked(path: Path) -> bool:
     return False
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -348,7 +348,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _read_owner(path: Path) -> str:
-    owner = _read_json(path)
+    owner = read_json(path)
     if not owner:
         return "another process"
     held = time.time() - float(owner.get("since", time.time()))

@@ -538,3 +538,16 @@ def test_node_b_serves_what_node_a_built_with_the_index_stopped(
     assert "restored" in b.output() and "running" not in b.output(), b.output()
     assert journal(node_b) == ["restored"]
     assert environment(node_b).name == environment(node_a).name
+
+
+def test_a_manifest_with_fields_of_the_wrong_kind_is_described_not_crashed_on() -> None:
+    from extensibility.remote.backend import Blob
+    from extensibility.remote.commands import RemoteEntry
+    from extensibility.remote.manifest import Manifest
+
+    assert Manifest({"builder": "a string"}).builder_host == "?"
+    entry = RemoteEntry("k")
+    entry.manifest = {"builder": ["x"], "archive": "not a mapping"}
+    entry.blobs = [Blob("envs/k/manifest.json", 10, 0.0), Blob("envs/k/ab.tar.zst", 5, 0.0)]
+    assert entry.row()["builder"] is None
+    assert [b.name for b in entry.strays()] == ["envs/k/ab.tar.zst"]

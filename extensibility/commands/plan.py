@@ -134,8 +134,7 @@ def _cache_state(start: Start, resolved: Resolved | None) -> str | None:
 
         manifest = remote.manifest(resolved.key, canonical_json(resolved.document), log)
         if manifest is not None and manifest.usable:
-            builder = manifest.fields.get("builder", {}).get("host", "?")
             return (f"remote hit, would restore {mebibytes(manifest.size)} from "
-                    f"{remote.backend.description} (built on {builder})")
+                    f"{remote.backend.description} (built on {manifest.builder_host})")
     return (f"miss, would build in {start.settings.cache_dir}: "
             f"{miss_reason(start, resolved)}")

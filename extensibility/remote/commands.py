@@ -129,15 +129,18 @@ class RemoteEntry:
 
     def strays(self) -> list[Blob]:
         """Archives the manifest does not name (uploads cut short before their manifest)."""
-        named = archive_name(self.key, str((self.manifest or {}).get("archive", {})
-                                           .get("sha256", "")))
+        archive = (self.manifest or {}).get("archive")
+        named = archive_name(self.key, str(archive.get("sha256", "")
+                                           if isinstance(archive, dict) else ""))
         return [b for b in self.blobs if b.name.endswith(".tar.zst") and b.name != named]
 
     def row(self) -> dict[str, Any]:
-        builder = (self.manifest or {}).get("builder") or {}
+        fields = self.manifest or {}
+        builder = fields.get("builder")
         return {"key": self.key, "size": self.size, "published": self.modified,
                 "status": "published" if self.manifest else "incomplete",
-                "builder": builder.get("host"), "installer": (self.manifest or {}).get("installer")}
+                "builder": builder.get("host") if isinstance(builder, dict) else None,
+                "installer": fields.get("installer")}
 
 
 class Removal:

@@ -72,6 +72,11 @@ class Manifest:
         return int(self.fields["archive"]["unpacked_bytes"])
 
     @property
+    def builder_host(self) -> str:
+        builder = self.fields.get("builder")
+        return str(builder.get("host", "?")) if isinstance(builder, dict) else "?"
+
+    @property
     def root(self) -> str:
         return str(self.fields["root"])
 

@@ -7,7 +7,6 @@ unpacked and leaves the key to a local build."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 
@@ -15,7 +14,7 @@ from extensibility.log import Log
 from extensibility.remote.archive import UnsafeArchive, checksum, unpack
 from extensibility.remote.manifest import Manifest, mebibytes
 from extensibility.remote.relocate import NotRelocatable, relocate
-from extensibility.store import Store
+from extensibility.store import Store, read_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,7 +27,7 @@ def restore(remote: RemoteCache, store: Store, manifest: Manifest, document: str
     reason was logged)."""
     key, started = manifest.key, time.monotonic()
     log.phase("remote", f"restoring {key} ({mebibytes(manifest.size)}, built on "
-              f"{manifest.fields.get('builder', {}).get('host', '?')})")
+              f"{manifest.builder_host})")
     with tempfile.TemporaryFile(dir=store.root) as handle:
         size = remote.attempt(log, lambda: remote.backend.download(manifest.archive, handle))
         if size is None:
@@ -55,9 +54,7 @@ def restore(remote: RemoteCache, store: Store, manifest: Manifest, document: str
         log.warning("remote", f"the restored {key} does not work here ({store.damage(key)})")
         store.discard(key)
         return False
-    meta = store.meta_dir(key)
-    origin = json.loads((meta / "origin.json").read_text(encoding="utf-8")) \
-        if (meta / "origin.json").is_file() else {}
+    origin = read_json(store.meta_dir(key) / "origin.json") or {}  # the builder's record
     origin["restored"] = {"from": remote.backend.description, "sha256": manifest.sha256,
                           "builder": manifest.fields.get("builder"),
                           "seconds": round(time.monotonic() - started, 3),
