@@ -64,7 +64,10 @@ class Container:
         return ContainerClient.from_connection_string(self.azurite.connection_string, self.name)
 
     def blobs(self) -> dict[str, bytes]:
+        """Every blob under the nodes' prefix ({} when nothing ever made the container)."""
         client = self.client()
+        if not client.exists():
+            return {}
         return {b.name.removeprefix("deployments/one/"):
                 client.get_blob_client(b.name).download_blob().readall()
                 for b in client.list_blobs()}

@@ -551,3 +551,17 @@ def test_a_manifest_with_fields_of_the_wrong_kind_is_described_not_crashed_on() 
     entry.blobs = [Blob("envs/k/manifest.json", 10, 0.0), Blob("envs/k/ab.tar.zst", 5, 0.0)]
     assert entry.row()["builder"] is None
     assert [b.name for b in entry.strays()] == ["envs/k/ab.tar.zst"]
+
+
+def test_without_the_remote_extra_a_start_says_so_once_and_builds(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # as if it were not installed
+    env = deployment.node("a")
+    code, out = cli(["prepare", "--", "true"], env, capsys)
+    assert code == 0, out
+    warnings = [line for line in out.splitlines() if " WARNING " in line]
+    assert len(warnings) == 1 and "inference-extensibility[remote]" in warnings[0], out
+    assert journal(env) == ["build-started", "build-complete"]
+    assert deployment.container.blobs() == {}
