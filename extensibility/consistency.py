@@ -23,7 +23,7 @@ def dependency_problems(paths: Sequence[str]) -> list[str]:
 
     installed: dict[str, metadata.Distribution] = {}
     for dist in metadata.distributions(path=list(paths)):
-        installed.setdefault(canonical_name(dist.metadata["Name"] or ""), dist)
+        installed.setdefault(canonical_name((dist.metadata.get_all("Name") or [""])[0]), dist)
     problems: list[str] = []
     for name, dist in sorted(installed.items()):
         for text in dist.requires or ():

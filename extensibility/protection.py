@@ -186,7 +186,7 @@ def _image_distributions(image: Image) -> dict[str, metadata.Distribution]:
 
     found: dict[str, metadata.Distribution] = {}
     for dist in metadata.distributions(path=list(image.site_dirs)):
-        name = canonical_name(dist.metadata["Name"] or "")
+        name = canonical_name((dist.metadata.get_all("Name") or [""])[0])
         found.setdefault(name, dist)  # first on the path wins, as at import time
     return found
 
