@@ -31,6 +31,10 @@ from extensibility.protection import conflict_error
 from extensibility.resolve import Resolved, miss_reason
 from extensibility.start import Start
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from extensibility.remote.cache import RemoteCache
+
 
 def ensure_environment(start: Start, resolved: Resolved, log: Log) -> Path:
     """The environment for `resolved`: the cached one, or a new one built here.
@@ -45,6 +49,7 @@ def ensure_environment(start: Start, resolved: Resolved, log: Log) -> Path:
     if found is not None:
         store.touch(key)
         return found
+    start.remote = _open_remote(start, resolved, log)  # on a local miss only
     reason = miss_reason(start, resolved)
     log.phase("cache", f"{key} is not on this node: {reason}" if start.remote is not None
               else f"building {key}: {reason}")
@@ -81,6 +86,20 @@ def ensure_environment(start: Start, resolved: Resolved, log: Log) -> Path:
         raise _os_failure(exc, settings.cache_dir) from exc
     _clean_up(start, log)
     return store.env_dir(key)
+
+
+def _open_remote(start: Start, resolved: Resolved, log: Log) -> RemoteCache | None:
+    """The remote cache for this miss (None: none configured, unusable, or a conda prefix:
+    it names its own path in files of every kind, so it is not relocated, nor shared)."""
+    if not start.settings.remote_cache:
+        return None
+    if resolved.conda is not None and resolved.conda.layout is not None:
+        log.phase("remote", "a conda prefix is built on each node: only overlay "
+                  "environments are published to the remote cache")
+        return None
+    from extensibility.remote import open_remote
+
+    return open_remote(start.settings, start.env, log)
 
 
 def _build(start: Start, resolved: Resolved, log: Log) -> None:

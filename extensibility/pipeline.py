@@ -4,7 +4,7 @@
       -> warm.find            a note for these exact inputs: the environment, no parsing
       -> resolve.resolve      parse, policy, offline, protection and conflicts, key
       -> build.ensure_environment   lookup under locks; on a miss, the remote cache (restore,
-                              or claim the build), else layout/install/check/publish
+                              or claim the build; remote/), else layout/install/check/publish
       -> warm.remember        the note, from what was read before the build
 """
 
@@ -27,18 +27,9 @@ def environment_for(start: Start, log: Log) -> Path | None:
         return found
     # imported here: a warm start never pays for parsing, hashing or building
     from extensibility.build import ensure_environment
-    from extensibility.remote import open_remote
     from extensibility.resolve import resolve
 
     resolved = resolve(start, log)
-    conda_prefix = resolved.conda is not None and resolved.conda.layout is not None
-    if conda_prefix and start.settings.remote_cache:
-        # a conda prefix names its own path in files of every kind (scripts, binaries'
-        # padded prefixes, pkg-config): it is not relocated, so it is not shared
-        log.phase("remote", "a conda prefix is built on each node: only overlay "
-                  "environments are published to the remote cache")
-    else:
-        start.remote = open_remote(start.settings, start.env, log)
     environment = ensure_environment(start, resolved, log)
     warm.remember(resolved, note)
     return environment

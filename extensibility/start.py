@@ -46,7 +46,7 @@ class Start:
         self.request = request
         self.store = Store(settings.cache_dir)
         self.image = image or current_image()
-        # the remote cache, opened by the cold path only (pipeline.py); it carries the lease
+        # the remote cache, opened on a local miss only (build.py); it carries the lease
         # of a build this start claimed until the build is published
         self.remote: RemoteCache | None = None
         self.installer, self.uv_binary = installer or choose_installer(settings.installer)

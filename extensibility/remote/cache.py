@@ -176,7 +176,8 @@ class RemoteCache:
             if replace is None and self.attempt(
                     log, lambda: self.backend.get(manifest_name(key))) is not None:
                 # published between our look and our lease: restore that instead
-                Lease(self.backend, key, lease_id, log).release()
+                with contextlib.suppress(RemoteError):
+                    self.backend.release(lock_name(key), lease_id)
                 continue
             log.phase("remote", f"no published environment for {key}: building it here, "
                       f"then publishing it to {self.backend.description}")

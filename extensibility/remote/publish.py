@@ -31,13 +31,19 @@ def hand_over(start: Start, log: Log) -> None:
     import subprocess
 
     lease = claim.lease
-    lease.stop()  # the child renews it from now on
-    orders = json.dumps({"key": lease.key, "lease": lease.id, "replace": claim.replace})
-    child = subprocess.Popen(
-        [sys.executable, "-m", "extensibility.remote.publish"],
-        env={**start.env, HANDOVER: orders}, stdin=subprocess.DEVNULL,
-        start_new_session=True, preexec_fn=_low_priority, close_fds=True)
     remote.pending = None
+    orders = json.dumps({"key": lease.key, "lease": lease.id, "replace": claim.replace})
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "extensibility.remote.publish"],
+            env={**start.env, HANDOVER: orders}, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_low_priority, close_fds=True)
+    except OSError as exc:  # the server still starts; another node may build and publish
+        lease.release()
+        log.warning("remote", f"{lease.key} is not published: the publisher could not be "
+                    f"started ({exc})")
+        return
+    lease.stop()  # the child renews it from now on
     log.phase("remote", f"publishing {lease.key} in the background (pid {child.pid}) once it "
               "is byte-compiled; the server does not wait for it")
 
