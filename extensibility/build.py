@@ -24,20 +24,24 @@ from extensibility.installers.config import (
     unchecked_variables,
 )
 from extensibility.key import canonical_json
-from extensibility.layouts import Site, layout_for
+from extensibility.layouts import Layout, OverlayLayout, Site
 from extensibility.log import VERBOSE, Log
 from extensibility.offline import explain_missing, wheelhouse_folder
 from extensibility.protection import conflict_error
 from extensibility.resolve import Resolved, miss_reason
+from extensibility.settings import ProtectMode
 from extensibility.start import Start
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from extensibility.remote.cache import RemoteCache
+    from extensibility.remote.cache import Claim, RemoteCache
 
 
-def ensure_environment(start: Start, resolved: Resolved, log: Log) -> Path:
-    """The environment for `resolved`: the cached one, or a new one built here.
+def ensure_environment(start: Start, resolved: Resolved, log: Log
+                       ) -> tuple[Path, Claim | None]:
+    """The environment for `resolved`: the cached one, or a new one built here; and, when
+    this start built it under the remote cache's lease, the claim the command publishes
+    (remote/publish.py) -- None otherwise.
 
     Holds the environment's in-use lock from here through `exec` (see Store.hold)."""
     store, key, settings = start.store, resolved.key, start.settings
@@ -48,44 +52,42 @@ def ensure_environment(start: Start, resolved: Resolved, log: Log) -> Path:
     found = store.lookup(key)  # again, under the in-use lock: a clean-up may have run
     if found is not None:
         store.touch(key)
-        return found
-    start.remote = _open_remote(start, resolved, log)  # on a local miss only
+        return found, None
+    remote = _open_remote(start, resolved, log)  # on a local miss only
     reason = miss_reason(start, resolved)
-    log.phase("cache", f"{key} is not on this node: {reason}" if start.remote is not None
+    log.phase("cache", f"{key} is not on this node: {reason}" if remote is not None
               else f"building {key}: {reason}")
+    claim: Claim | None = None
     try:
         with store.lock(key, settings.lock_timeout, log):
             done = store.lookup(key)  # another start may have built it while we waited
             if done is not None:
                 log.phase("cache", f"{key} was built by another start meanwhile")
                 store.touch(key)
-                return done
+                return done, None
             if store.begin(key):
                 log.phase("cache", f"removed the leftover of an interrupted or damaged build "
                           f"of {key}")
-            claim = None
             try:
                 with _terminate_raises(key):
-                    if start.remote is not None:
-                        claim = start.remote.obtain(store, key, canonical_json(resolved.document),
-                                                    start.image.python, log)
+                    if remote is not None:
+                        claim = remote.obtain(store, key, canonical_json(resolved.document),
+                                              start.image.python, log)
                         if claim.restored:
-                            return store.env_dir(key)
+                            return store.env_dir(key), None
                     store.journal(event="build-started", key=key)
                     _build(start, resolved, log)
             except BaseException as exc:
                 store.discard(key)  # nothing half-built stays under the key
                 store.journal(event="build-failed", key=key, error=type(exc).__name__)
-                if claim is not None and claim.lease is not None:
-                    claim.lease.release()  # another node may build it now
+                if claim is not None:
+                    claim.give_up()  # another node may build it now
                 raise
             store.journal(event="build-complete", key=key)
-            if start.remote is not None and claim is not None and claim.lease is not None:
-                start.remote.pending = claim  # published by the command (remote/publish.py)
     except OSError as exc:
         raise _os_failure(exc, settings.cache_dir) from exc
     _clean_up(start, log)
-    return store.env_dir(key)
+    return store.env_dir(key), claim if claim is not None and claim.to_publish else None
 
 
 def _open_remote(start: Start, resolved: Resolved, log: Log) -> RemoteCache | None:
@@ -100,6 +102,19 @@ def _open_remote(start: Start, resolved: Resolved, log: Log) -> RemoteCache | No
     from extensibility.remote import open_remote
 
     return open_remote(start.settings, start.env, log)
+
+
+def layout_for(start: Start, resolved: Resolved) -> Layout:
+    """The layout that meets the request: the overlay, unless a conda file needs a prefix."""
+    conda = resolved.conda
+    if conda is None or conda.layout is None:
+        return OverlayLayout(start, resolved)
+    from extensibility.conda.layouts import NativePrefixLayout, PythonPrefixLayout
+    from extensibility.conda.prefix import CondaLayout
+
+    if conda.layout == CondaLayout.PYTHON:
+        return PythonPrefixLayout(start, resolved, conda)
+    return NativePrefixLayout(start, resolved, conda)
 
 
 def _build(start: Start, resolved: Resolved, log: Log) -> None:
@@ -121,7 +136,7 @@ def _build(start: Start, resolved: Resolved, log: Log) -> None:
     log.phase("install", f"{len(installed)} packages in {time.monotonic() - started:.1f} s")
     changes = _changes(site.baseline, site.site_packages)
     for line in changes:
-        if site.protection.mode == "off" and " -> " in line:
+        if site.protection.mode == ProtectMode.OFF and " -> " in line:
             log.warning("change", line)
         else:
             log.phase("change", line)
@@ -156,7 +171,8 @@ def _install(start: Start, site: Site, work_dir: Path, log: Log) -> tuple[str, .
     """Run the installer for the site's request; returns what went in."""
     if not site.spec.requirements:
         return ()
-    from extensibility.installers.base import InstallJob, make_installer
+    from extensibility.installers.base import InstallJob
+    from extensibility.installers.choice import make_installer
 
     settings = start.settings
     downloads = settings.cache_dir / "downloads"
@@ -245,7 +261,7 @@ def _check(timeout: float, site: Site, env: Mapping[str, str], log: Log) -> None
     boot = start_boot_probe(site.python, protection.module, env) if protection.module else None
     try:
         problems = new_problems([str(site.site_packages), *site.base_dirs], list(site.base_dirs))
-        if problems and protection.mode != "off":
+        if problems and protection.mode != ProtectMode.OFF:
             raise CheckFailed("the environment is inconsistent:\n  " + "\n  ".join(problems),
                               fix="pin versions that satisfy these requirements, or set "
                               "EXTENSIBILITY_PROTECT=off to accept them (at your own risk)")

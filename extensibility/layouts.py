@@ -8,7 +8,8 @@ Three layouts, one per way a request is met:
 
 The build (build.py) asks a layout to `create` the folder, installs into the `Site` it gets
 back, checks it, and stores the layout's `activation` for the hand-off. To add a layout,
-implement `Layout` and return it from `layout_for`.
+implement `Layout` and return it from `build.layout_for` (the layouts know nothing of
+each other, nor of the choice).
 """
 
 from __future__ import annotations
@@ -70,15 +71,3 @@ class OverlayLayout:
     def activation(self, root: Path) -> Activation:
         conda = self.resolved.conda
         return Activation(variables=dict(conda.file.variables)) if conda else Activation()
-
-
-def layout_for(start: Start, resolved: Resolved) -> Layout:
-    conda = resolved.conda
-    if conda is None or conda.layout is None:
-        return OverlayLayout(start, resolved)
-    from extensibility.conda.layouts import NativePrefixLayout, PythonPrefixLayout
-    from extensibility.conda.prefix import PYTHON_LAYOUT
-
-    if conda.layout == PYTHON_LAYOUT:
-        return PythonPrefixLayout(start, resolved, conda)
-    return NativePrefixLayout(start, resolved, conda)

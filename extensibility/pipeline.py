@@ -16,20 +16,35 @@ from extensibility import warm
 from extensibility.log import Log
 from extensibility.start import Start
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from extensibility.remote.cache import Claim
 
-def environment_for(start: Start, log: Log) -> Path | None:
+
+class Ready:
+    """What a start ends with: the environment to run in, and the build this start claimed
+    under the remote cache's lease (the command publishes it, or gives it back)."""
+
+    __slots__ = ("claim", "path")
+
+    def __init__(self, path: Path, claim: Claim | None = None) -> None:
+        self.path = path
+        self.claim = claim
+
+
+def environment_for(start: Start, log: Log) -> Ready | None:
     """The environment to run in (None: the image's Python as it is)."""
     if not start.request.installs:
         return None
     note = warm.note_path(start)  # the warm digest, computed once for find and remember
     found = warm.find(start, note, log)
     if found is not None:
-        return found
+        return Ready(found)
     # imported here: a warm start never pays for parsing, hashing or building
     from extensibility.build import ensure_environment
     from extensibility.resolve import resolve
 
     resolved = resolve(start, log)
-    environment = ensure_environment(start, resolved, log)
+    environment, claim = ensure_environment(start, resolved, log)
     warm.remember(resolved, note)
-    return environment
+    return Ready(environment, claim)

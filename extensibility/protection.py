@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from extensibility.errors import RequestConflict
 from extensibility.image import Image, canonical_name
 from extensibility.requirements import Requirement, RequirementsSpec
+from extensibility.settings import ProtectMode
 
 if TYPE_CHECKING:  # importlib.metadata costs milliseconds the warm path does not spend
     from importlib import metadata
@@ -78,7 +79,7 @@ class Held:
 
 @dataclass(frozen=True)
 class Protection:
-    mode: str
+    mode: ProtectMode
     module: str | None  # the server's module, from its console script
     server: str | None  # the distribution that provides it
     held: Mapping[str, Held] = field(default_factory=dict)
@@ -86,9 +87,9 @@ class Protection:
     override: tuple[str, Requirement] | None = None
 
     def describe(self) -> str:
-        if self.mode == "off":
+        if self.mode == ProtectMode.OFF:
             return "off: nothing held"
-        if self.mode == "image":
+        if self.mode == ProtectMode.IMAGE:
             return f"image: {len(self.held)} image packages held at their versions"
         if self.override is not None:
             version, line = self.override
@@ -106,13 +107,13 @@ class Protection:
         return [line for line in lines if line]
 
 
-def resolve_protection(mode: str, module: str | None, image: Image,
+def resolve_protection(mode: ProtectMode, module: str | None, image: Image,
                        requested: Iterable[Requirement] = ()) -> Protection:
     """Work out what is held for a request (cold path: reads the image's package metadata)."""
-    if mode == "off":
+    if mode == ProtectMode.OFF:
         return Protection(mode, module, None)
     dists = _image_distributions(image)
-    if mode == "image":
+    if mode == ProtectMode.IMAGE:
         held = {name: Held(name, dist.version) for name, dist in dists.items()}
         return Protection(mode, module, None, held)
     server = _providing_distribution(module, dists) if module else None

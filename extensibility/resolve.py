@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from extensibility.conda.prefix import PYTHON_LAYOUT
+from extensibility.conda.prefix import CondaLayout
 from extensibility.errors import RequestNotSupported
 from extensibility.key import differences, key_document, key_of
 from extensibility.log import Log
@@ -58,7 +58,7 @@ def resolve(start: Start, log: Log) -> Resolved:
         spec = offline(spec, wheels)
     protection = resolve_protection(settings.protect, start.server_module, start.image,
                                     spec.requirements)
-    if conda is None or conda.layout != PYTHON_LAYOUT:  # that layout has a Python of its own
+    if conda is None or conda.layout != CondaLayout.PYTHON:  # that layout has a Python of its own
         check_request(protection, spec)
     document = key_document(start, spec, conda.key_part() if conda else None)
     key = key_of(document)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
+from enum import Enum
 from pathlib import Path
 
 from extensibility.errors import SettingsError
@@ -43,13 +44,31 @@ def _creatable(path: Path) -> bool:
     return False
 
 
+class ProtectMode(str, Enum):
+    """EXTENSIBILITY_PROTECT: what a request may not change (protection.py)."""
+
+    SERVER = "server"  # the server package and the ranges its dependencies declare
+    IMAGE = "image"  # every image package at its exact version
+    OFF = "off"  # nothing held; conflicts are warnings (the boot check still decides)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _text(text: str, variable: str) -> str:
+    return text
+
+
 class Setting:
-    """One documented variable: docs/variables.md is checked against this table."""
+    """One documented variable: docs/variables.md is checked against this table. `parse`
+    turns the text (the variable's, else the default) into the value `Settings` holds; an
+    unset setting without a default is None."""
 
     def __init__(self, name: str, variable: str, default: str | None, help: str, *,
                  contract: bool = False,
                  dynamic_default: Callable[[Mapping[str, str]], str] | None = None,
-                 choices: tuple[str, ...] = ()) -> None:
+                 choices: tuple[str, ...] = (),
+                 parse: Callable[[str, str], object] = _text) -> None:
         self.name = name
         self.variable = variable
         self.default = default
@@ -57,92 +76,7 @@ class Setting:
         self.contract = contract
         self.dynamic_default = dynamic_default
         self.choices = choices
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("app_root", "AML_APP_ROOT", "/var/azureml-app",
-            "App folder; the server runs from here.", contract=True),
-    Setting("entry_script", "AZUREML_ENTRY_SCRIPT", "main.py",
-            "Scoring script, relative to the app root.", contract=True),
-    Setting("extra_python_lib_path", "AZUREML_EXTRA_PYTHON_LIB_PATH", None,
-            "Folder of pre-installed packages, relative to the entry-script folder; "
-            "prepended to PYTHONPATH.", contract=True),
-    Setting("conda_yaml_abs_path", "AZUREML_EXTRA_CONDA_YAML_ABS_PATH", None,
-            "Conda environment file, absolute path.", contract=True),
-    Setting("conda_yaml", "AZUREML_EXTRA_CONDA_YAML", None,
-            "Conda environment file, relative to the entry-script folder.", contract=True),
-    Setting("requirements_txt", "AZUREML_EXTRA_REQUIREMENTS_TXT", None,
-            "pip requirements file, relative to the entry-script folder or absolute.",
-            contract=True),
-    Setting("model_dir", "AZUREML_MODEL_DIR", None,
-            "Model folder, passed on to the server as --model_dir.", contract=True),
-    Setting("server_port", "EXTENSIBILITY_SERVER_PORT", "5001",
-            "Port passed to the default server command as --port (azmlinfsrv ignores "
-            "SERVER_PORT from the environment)."),
-    Setting("cache_dir", "EXTENSIBILITY_CACHE_DIR", None,
-            "Cache folder for environments. Default: $XDG_CACHE_HOME/azureml-extensibility, "
-            "else ~/.cache/azureml-extensibility, else /tmp/azureml-extensibility-<uid>.",
-            dynamic_default=_default_cache_dir),
-    Setting("installer", "EXTENSIBILITY_INSTALLER", "auto",
-            "Installer backend: auto (uv when installed, else pip), uv, or pip.",
-            choices=INSTALLER_CHOICES),
-    Setting("lock_timeout", "EXTENSIBILITY_LOCK_TIMEOUT", "1800",
-            "Seconds to wait for another start that is building the same environment."),
-    Setting("protect", "EXTENSIBILITY_PROTECT", "server",
-            "What the request may not change: server (the scoring server's dependency closure "
-            "as installed in the image), image (every image package), or off.",
-            choices=("server", "image", "off")),
-    Setting("wheelhouse", "EXTENSIBILITY_WHEELHOUSE", None,
-            "Offline wheel folder (relative to the entry-script folder, or absolute): installs "
-            "use only its wheels and contact no index, whatever the request file says."),
-    Setting("require_hashes", "EXTENSIBILITY_REQUIRE_HASHES", "0",
-            "Policy: every requirement must be pinned (==) with --hash; installs check them."),
-    Setting("allowed_index_hosts", "EXTENSIBILITY_ALLOWED_INDEX_HOSTS", None,
-            "Policy: comma-separated host names; any index, find-links or URL requirement "
-            "elsewhere is refused (the default index counts as pypi.org)."),
-    Setting("no_extra_index", "EXTENSIBILITY_NO_EXTRA_INDEX", "0",
-            "Policy: refuse --extra-index-url (and PIP_/UV_EXTRA_INDEX_URL): no mixing of a "
-            "private index with another one (dependency confusion)."),
-    Setting("no_direct_references", "EXTENSIBILITY_NO_DIRECT_REFERENCES", "0",
-            "Policy: refuse direct URL, VCS and local-path requirements."),
-    Setting("conda_strategy", "EXTENSIBILITY_CONDA_STRATEGY", "auto",
-            "How a conda file is met: auto (the overlay when it is faithful, else a conda "
-            "prefix), overlay (always the image's Python; native packages are left to the "
-            "image), or prefix (always a conda prefix with the file's own Python).",
-            choices=("auto", "overlay", "prefix")),
-    Setting("conda_channels", "EXTENSIBILITY_CONDA_CHANNELS", None,
-            "Comma-separated conda channels (URLs, names or local folders) used instead of "
-            "the conda file's own: a mirror, or an offline channel folder."),
-    Setting("compile", "EXTENSIBILITY_COMPILE", "auto",
-            "When a build byte-compiles the environment: auto (`run` compiles in the "
-            "background after the server starts, `prepare` while installing) or build "
-            "(always while installing, before the server starts).",
-            choices=("auto", "build")),
-    Setting("remote_cache", "EXTENSIBILITY_REMOTE_CACHE", None,
-            "Remote environment cache shared by every node of a deployment: "
-            "https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX][?SAS]. A miss is built "
-            "once (a blob lease) and published; other nodes restore it (docs/scale-out.md). "
-            "Needs the [remote] extra."),
-    Setting("remote_wait", "EXTENSIBILITY_REMOTE_WAIT", "600",
-            "Seconds a start waits for another node that is building the same environment "
-            "to publish it, before building it here."),
-    Setting("install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT", "1800",
-            "Seconds an installer may run before it is stopped and the start fails (exit 95)."),
-    Setting("retries", "EXTENSIBILITY_RETRIES", "3",
-            "HTTP retries of the installer for each download (pip --retries, UV_HTTP_RETRIES), "
-            "unless the user's PIP_RETRIES / UV_HTTP_RETRIES say otherwise."),
-    Setting("gc_max_age", "EXTENSIBILITY_GC_MAX_AGE", None,
-            "Automatic clean-up after a build: remove environments unused for longer than this "
-            "(e.g. 30d, 12h, 3600). Unset: no automatic clean-up by age."),
-    Setting("gc_max_size", "EXTENSIBILITY_GC_MAX_SIZE", None,
-            "Automatic clean-up after a build: remove least-recently-used environments until "
-            "the cache fits this size (e.g. 20G, 500M). Unset: no size budget."),
-    Setting("gc_min_idle", "EXTENSIBILITY_GC_MIN_IDLE", "10m",
-            "Never remove an environment used more recently than this, even if it looks idle."),
-    Setting("log_format", "EXTENSIBILITY_LOG_FORMAT", "text",
-            "Log format on stderr: text (one line per phase) or json (JSON lines).",
-            choices=LOG_FORMATS),
-)
+        self.parse = parse
 
 
 class Settings:
@@ -159,7 +93,7 @@ class Settings:
     cache_dir: Path
     installer: str
     lock_timeout: float
-    protect: str
+    protect: ProtectMode
     wheelhouse: str | None
     conda_strategy: str
     conda_channels: str | None
@@ -189,11 +123,6 @@ class Settings:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"settings are read once and not changed ({name})")
 
-    def replace(self, **changes: object) -> Settings:
-        """A copy with some values changed (tests, and `prepare --target`)."""
-        values = {s.name: getattr(self, s.name) for s in SETTINGS}
-        return Settings(self.sources, **{**values, **changes})
-
     def policy(self) -> dict[str, object]:
         """The policy settings: part of the cache key, so changing them re-checks a request."""
         return {"require_hashes": self.require_hashes,
@@ -208,68 +137,47 @@ class Settings:
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Settings:
-        raw: dict[str, str | None] = {}
+        values: dict[str, object] = {}
         sources: dict[str, str] = {}
         for setting in SETTINGS:
-            value = env.get(setting.variable)
-            if value is not None and value.strip() != "":
-                raw[setting.name] = value.strip()
+            text: str | None = env.get(setting.variable, "").strip()
+            if text:
                 sources[setting.name] = setting.variable
             else:
                 dynamic = setting.dynamic_default
-                raw[setting.name] = dynamic(env) if dynamic else setting.default
+                text = dynamic(env) if dynamic else setting.default
                 sources[setting.name] = "default"
-            if setting.choices and raw[setting.name] not in setting.choices:
+            if text is None:
+                values[setting.name] = None
+                continue
+            if setting.choices and text not in setting.choices:
                 allowed = ", ".join(setting.choices)
                 raise SettingsError(
-                    f"{setting.variable}={raw[setting.name]!r} is not one of {allowed}",
+                    f"{setting.variable}={text!r} is not one of {allowed}",
                     fix=f"set {setting.variable} to one of {allowed} or unset it",
                 )
-        return cls(
-            app_root=Path(_required(raw, "app_root")),
-            entry_script=_required(raw, "entry_script"),
-            extra_python_lib_path=raw["extra_python_lib_path"],
-            conda_yaml_abs_path=raw["conda_yaml_abs_path"],
-            conda_yaml=raw["conda_yaml"],
-            requirements_txt=raw["requirements_txt"],
-            model_dir=raw["model_dir"],
-            server_port=_port(_required(raw, "server_port")),
-            cache_dir=Path(_required(raw, "cache_dir")).absolute(),
-            installer=_required(raw, "installer"),
-            lock_timeout=_seconds(raw, "lock_timeout", "EXTENSIBILITY_LOCK_TIMEOUT"),
-            protect=_required(raw, "protect"),
-            wheelhouse=raw["wheelhouse"],
-            conda_strategy=_required(raw, "conda_strategy"),
-            conda_channels=raw["conda_channels"],
-            require_hashes=_flag(_required(raw, "require_hashes"), "EXTENSIBILITY_REQUIRE_HASHES"),
-            allowed_index_hosts=_hosts(raw["allowed_index_hosts"]),
-            no_extra_index=_flag(_required(raw, "no_extra_index"), "EXTENSIBILITY_NO_EXTRA_INDEX"),
-            no_direct_references=_flag(_required(raw, "no_direct_references"),
-                                       "EXTENSIBILITY_NO_DIRECT_REFERENCES"),
-            install_timeout=_seconds(raw, "install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT"),
-            remote_cache=_remote_url(raw["remote_cache"]),
-            remote_wait=_seconds(raw, "remote_wait", "EXTENSIBILITY_REMOTE_WAIT"),
-            compile=_required(raw, "compile"),
-            retries=_count(_required(raw, "retries"), "EXTENSIBILITY_RETRIES"),
-            gc_max_age=_optional(raw["gc_max_age"], parse_duration, "EXTENSIBILITY_GC_MAX_AGE"),
-            gc_max_size=_optional(raw["gc_max_size"], parse_size, "EXTENSIBILITY_GC_MAX_SIZE"),
-            gc_min_idle=_optional(raw["gc_min_idle"], parse_duration,
-                                  "EXTENSIBILITY_GC_MIN_IDLE") or 0.0,
-            log_format=_required(raw, "log_format"),
-            sources=sources,
-        )
+            values[setting.name] = setting.parse(text, setting.variable)
+        return cls(sources, **values)
 
 
-def _required(raw: Mapping[str, str | None], name: str) -> str:
-    value = raw[name]
-    assert value is not None, f"setting {name} has no default"
-    return value
+def _path(text: str, variable: str) -> Path:
+    return Path(text)
 
 
-def _seconds(raw: Mapping[str, str | None], name: str, variable: str) -> float:
-    value = _optional(_required(raw, name), parse_duration, variable)
-    assert value is not None
-    return value
+def _absolute_path(text: str, variable: str) -> Path:
+    return Path(text).absolute()
+
+
+def _protect_mode(text: str, variable: str) -> ProtectMode:
+    return ProtectMode(text)
+
+
+def _seconds(text: str, variable: str) -> float:
+    return _parsed(text, parse_duration, variable)
+
+
+def _size(text: str, variable: str) -> int:
+    return _parsed(text, parse_size, variable)
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -301,9 +209,7 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
-def _optional(text: str | None, parse: Callable[[str], T], variable: str) -> T | None:
-    if text is None:
-        return None
+def _parsed(text: str, parse: Callable[[str], T], variable: str) -> T:
     try:
         return parse(text)
     except ValueError:
@@ -333,9 +239,7 @@ def _count(text: str, variable: str) -> int:
     return value
 
 
-def _hosts(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
+def _hosts(text: str, variable: str) -> tuple[str, ...]:
     hosts = tuple(h.strip().lower() for h in text.split(",") if h.strip())
     if not hosts:
         raise SettingsError(f"EXTENSIBILITY_ALLOWED_INDEX_HOSTS={text!r} names no host",
@@ -344,11 +248,9 @@ def _hosts(text: str | None) -> tuple[str, ...] | None:
     return hosts
 
 
-def _remote_url(text: str | None) -> str | None:
+def _remote_url(text: str, variable: str) -> str:
     """The remote cache's URL, checked for its shape here (every start, warm or cold, refuses
     a malformed one alike); remote/azure.py parses it when it is used."""
-    if text is None:
-        return None
     scheme, _, rest = text.partition("://")
     path = rest.split("?", 1)[0].partition("/")[2]
     if scheme not in ("http", "https") or not rest.split("/", 1)[0] or not path.strip("/"):
@@ -360,9 +262,111 @@ def _remote_url(text: str | None) -> str | None:
     return text
 
 
-def _port(text: str) -> int:
+def _port(text: str, variable: str) -> int:
     value = _whole(text)
     if value is None or not 0 < value < 65536:
         raise SettingsError(f"EXTENSIBILITY_SERVER_PORT={text!r} is not a TCP port",
                             fix="set EXTENSIBILITY_SERVER_PORT to a number from 1 to 65535")
     return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("app_root", "AML_APP_ROOT", "/var/azureml-app",
+            "App folder; the server runs from here.", contract=True,
+            parse=_path),
+    Setting("entry_script", "AZUREML_ENTRY_SCRIPT", "main.py",
+            "Scoring script, relative to the app root.", contract=True),
+    Setting("extra_python_lib_path", "AZUREML_EXTRA_PYTHON_LIB_PATH", None,
+            "Folder of pre-installed packages, relative to the entry-script folder; "
+            "prepended to PYTHONPATH.", contract=True),
+    Setting("conda_yaml_abs_path", "AZUREML_EXTRA_CONDA_YAML_ABS_PATH", None,
+            "Conda environment file, absolute path.", contract=True),
+    Setting("conda_yaml", "AZUREML_EXTRA_CONDA_YAML", None,
+            "Conda environment file, relative to the entry-script folder.", contract=True),
+    Setting("requirements_txt", "AZUREML_EXTRA_REQUIREMENTS_TXT", None,
+            "pip requirements file, relative to the entry-script folder or absolute.",
+            contract=True),
+    Setting("model_dir", "AZUREML_MODEL_DIR", None,
+            "Model folder, passed on to the server as --model_dir.", contract=True),
+    Setting("server_port", "EXTENSIBILITY_SERVER_PORT", "5001",
+            "Port passed to the default server command as --port (azmlinfsrv ignores "
+            "SERVER_PORT from the environment).",
+            parse=_port),
+    Setting("cache_dir", "EXTENSIBILITY_CACHE_DIR", None,
+            "Cache folder for environments. Default: $XDG_CACHE_HOME/azureml-extensibility, "
+            "else ~/.cache/azureml-extensibility, else /tmp/azureml-extensibility-<uid>.",
+            dynamic_default=_default_cache_dir,
+            parse=_absolute_path),
+    Setting("installer", "EXTENSIBILITY_INSTALLER", "auto",
+            "Installer backend: auto (uv when installed, else pip), uv, or pip.",
+            choices=INSTALLER_CHOICES),
+    Setting("lock_timeout", "EXTENSIBILITY_LOCK_TIMEOUT", "1800",
+            "Seconds to wait for another start that is building the same environment.",
+            parse=_seconds),
+    Setting("protect", "EXTENSIBILITY_PROTECT", "server",
+            "What the request may not change: server (the scoring server's dependency closure "
+            "as installed in the image), image (every image package), or off.",
+            choices=tuple(m.value for m in ProtectMode),
+            parse=_protect_mode),
+    Setting("wheelhouse", "EXTENSIBILITY_WHEELHOUSE", None,
+            "Offline wheel folder (relative to the entry-script folder, or absolute): installs "
+            "use only its wheels and contact no index, whatever the request file says."),
+    Setting("require_hashes", "EXTENSIBILITY_REQUIRE_HASHES", "0",
+            "Policy: every requirement must be pinned (==) with --hash; installs check them.",
+            parse=_flag),
+    Setting("allowed_index_hosts", "EXTENSIBILITY_ALLOWED_INDEX_HOSTS", None,
+            "Policy: comma-separated host names; any index, find-links or URL requirement "
+            "elsewhere is refused (the default index counts as pypi.org).",
+            parse=_hosts),
+    Setting("no_extra_index", "EXTENSIBILITY_NO_EXTRA_INDEX", "0",
+            "Policy: refuse --extra-index-url (and PIP_/UV_EXTRA_INDEX_URL): no mixing of a "
+            "private index with another one (dependency confusion).",
+            parse=_flag),
+    Setting("no_direct_references", "EXTENSIBILITY_NO_DIRECT_REFERENCES", "0",
+            "Policy: refuse direct URL, VCS and local-path requirements.",
+            parse=_flag),
+    Setting("conda_strategy", "EXTENSIBILITY_CONDA_STRATEGY", "auto",
+            "How a conda file is met: auto (the overlay when it is faithful, else a conda "
+            "prefix), overlay (always the image's Python; native packages are left to the "
+            "image), or prefix (always a conda prefix with the file's own Python).",
+            choices=("auto", "overlay", "prefix")),
+    Setting("conda_channels", "EXTENSIBILITY_CONDA_CHANNELS", None,
+            "Comma-separated conda channels (URLs, names or local folders) used instead of "
+            "the conda file's own: a mirror, or an offline channel folder."),
+    Setting("compile", "EXTENSIBILITY_COMPILE", "auto",
+            "When a build byte-compiles the environment: auto (`run` compiles in the "
+            "background after the server starts, `prepare` while installing) or build "
+            "(always while installing, before the server starts).",
+            choices=("auto", "build")),
+    Setting("remote_cache", "EXTENSIBILITY_REMOTE_CACHE", None,
+            "Remote environment cache shared by every node of a deployment: "
+            "https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX][?SAS]. A miss is built "
+            "once (a blob lease) and published; other nodes restore it (docs/scale-out.md). "
+            "Needs the [remote] extra.",
+            parse=_remote_url),
+    Setting("remote_wait", "EXTENSIBILITY_REMOTE_WAIT", "600",
+            "Seconds a start waits for another node that is building the same environment "
+            "to publish it, before building it here.",
+            parse=_seconds),
+    Setting("install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT", "1800",
+            "Seconds an installer may run before it is stopped and the start fails (exit 95).",
+            parse=_seconds),
+    Setting("retries", "EXTENSIBILITY_RETRIES", "3",
+            "HTTP retries of the installer for each download (pip --retries, UV_HTTP_RETRIES), "
+            "unless the user's PIP_RETRIES / UV_HTTP_RETRIES say otherwise.",
+            parse=_count),
+    Setting("gc_max_age", "EXTENSIBILITY_GC_MAX_AGE", None,
+            "Automatic clean-up after a build: remove environments unused for longer than this "
+            "(e.g. 30d, 12h, 3600). Unset: no automatic clean-up by age.",
+            parse=_seconds),
+    Setting("gc_max_size", "EXTENSIBILITY_GC_MAX_SIZE", None,
+            "Automatic clean-up after a build: remove least-recently-used environments until "
+            "the cache fits this size (e.g. 20G, 500M). Unset: no size budget.",
+            parse=_size),
+    Setting("gc_min_idle", "EXTENSIBILITY_GC_MIN_IDLE", "10m",
+            "Never remove an environment used more recently than this, even if it looks idle.",
+            parse=_seconds),
+    Setting("log_format", "EXTENSIBILITY_LOG_FORMAT", "text",
+            "Log format on stderr: text (one line per phase) or json (JSON lines).",
+            choices=LOG_FORMATS),
+)

@@ -27,10 +27,6 @@ from extensibility.server_command import server_module
 from extensibility.settings import Settings
 from extensibility.store import Store
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from extensibility.remote.cache import RemoteCache
-
 
 class Start:
     def __init__(self, settings: Settings, env: Mapping[str, str], command: Sequence[str],
@@ -46,9 +42,6 @@ class Start:
         self.request = request
         self.store = Store(settings.cache_dir)
         self.image = image or current_image()
-        # the remote cache, opened on a local miss only (build.py); it carries the lease
-        # of a build this start claimed until the build is published
-        self.remote: RemoteCache | None = None
         self.installer, self.uv_binary = installer or choose_installer(settings.installer)
         self.server_module = server_module(command, env.get("PATH", os.defpath),
                                            settings.app_root)

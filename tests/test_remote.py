@@ -542,7 +542,7 @@ def test_node_b_serves_what_node_a_built_with_the_index_stopped(
 
 def test_a_manifest_with_fields_of_the_wrong_kind_is_described_not_crashed_on() -> None:
     from extensibility.remote.backend import Blob
-    from extensibility.remote.commands import RemoteEntry
+    from extensibility.remote.inventory import RemoteEntry
     from extensibility.remote.manifest import Manifest
 
     assert Manifest({"builder": "a string"}).builder_host == "?"

@@ -23,7 +23,7 @@ from extensibility.process import run_captured
 from extensibility.protection import resolve_protection
 from extensibility.request import resolve_request
 from extensibility.server_command import find_program, server_module
-from extensibility.settings import Settings
+from extensibility.settings import ProtectMode, Settings
 from extensibility.store import Store
 
 LOW_SPACE = 1 << 30  # a typical set of ML wheels needs more than this
@@ -141,7 +141,7 @@ def _remote(settings: Settings, env: Mapping[str, str]) -> Finding:
     from extensibility.log import Log
     from extensibility.remote import open_remote
     from extensibility.remote.backend import RemoteError
-    from extensibility.remote.commands import probe
+    from extensibility.remote.inventory import probe
 
     remote = open_remote(settings, env, Log(settings.log_format, stream=io.StringIO()))
     if remote is None:
@@ -169,7 +169,7 @@ def _server(settings: Settings, env: Mapping[str, str], command: Sequence[str]) 
     if module is None:
         return Finding("server", True, f"{' '.join(command)} -> {program} (not a Python console "
                        "script: `server` protection holds nothing for it)")
-    protection = resolve_protection("server", module, current_image())
+    protection = resolve_protection(ProtectMode.SERVER, module, current_image())
     return Finding("server", True, f"{' '.join(command)} -> {program}, module {module} of "
                    f"{protection.server or 'an unknown package'}")
 

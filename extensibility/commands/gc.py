@@ -66,7 +66,8 @@ UNFINISHED_AFTER = 3600.0  # an archive without its manifest this old is an uplo
 
 
 def _remote(args: argparse.Namespace, context: Context) -> int:
-    from extensibility.remote.commands import entries, remove, require_remote, select
+    from extensibility.commands.remote_access import require_remote
+    from extensibility.remote.inventory import entries, remove, select
 
     remote, log = require_remote(context), context.log
     removals = select(entries(remote), max_age=args.max_age, max_size=args.max_size,

@@ -40,7 +40,8 @@ def main(args: argparse.Namespace, context: Context) -> int:
 
 
 def _remote(args: argparse.Namespace, context: Context) -> int:
-    from extensibility.remote.commands import entries, require_remote
+    from extensibility.commands.remote_access import require_remote
+    from extensibility.remote.inventory import entries
 
     remote = require_remote(context)
     rows = [entry.row() for entry in entries(remote)]

@@ -10,9 +10,9 @@ from extensibility.commands import Context
 from extensibility.commands.parser import command_argument, target_arguments
 from extensibility.commands.run import open_start, server_command
 from extensibility.errors import UsageError
-from extensibility.pipeline import environment_for
+from extensibility.pipeline import Ready, environment_for
 from extensibility.request import resolve_request
-from extensibility.start import Start
+from extensibility.store import Store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,25 +35,24 @@ def main(args: argparse.Namespace, context: Context) -> int:
     if args.target is not None:
         return _into_folder(args, context)
     start = open_start(context, server_command(args.command, context.settings))
-    environment = environment_for(start, context.log)
-    context.log.phase("prepare", f"ready: {environment}" if environment else "nothing to prepare")
-    if environment is not None:
-        _publish(start, environment, args.publish, context)
+    ready = environment_for(start, context.log)
+    context.log.phase("prepare", f"ready: {ready.path}" if ready else "nothing to prepare")
+    if ready is not None:
+        _publish(start.store, ready, args.publish, context)
     return 0
 
 
-def _publish(start: Start, environment: Path, asked: bool, context: Context) -> None:
+def _publish(store: Store, ready: Ready, asked: bool, context: Context) -> None:
     """A build claimed under the remote lease is published here, in the foreground (others
     wait for it); `--publish` also publishes an environment the remote does not have yet.
     A failure of the store is a warning: the environment is ready on this node anyway."""
-    from extensibility.remote.commands import publish_environment, require_remote
-
-    remote = start.remote
-    claim = remote.pending if remote is not None else None
-    if claim is None and not asked:
+    if ready.claim is None and not asked:
         return
-    publish_environment(remote or require_remote(context), start.store, environment.name,
-                        context.log, claim, strict=False)
+    from extensibility.commands.remote_access import require_remote
+    from extensibility.remote.transfer import publish_environment
+
+    remote = ready.claim.remote if ready.claim is not None else require_remote(context)
+    publish_environment(remote, store, ready.path.name, context.log, ready.claim, strict=False)
 
 
 def _into_folder(args: argparse.Namespace, context: Context) -> int:

@@ -7,7 +7,8 @@ import argparse
 
 from extensibility.commands import Context
 from extensibility.commands.parser import command_argument
-from extensibility.remote.commands import open_request, pull
+from extensibility.commands.remote_access import open_request
+from extensibility.remote.transfer import pull
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,8 +6,9 @@ import argparse
 
 from extensibility.commands import Context
 from extensibility.commands.parser import command_argument
+from extensibility.commands.remote_access import open_request
 from extensibility.errors import ExtensibilityError
-from extensibility.remote.commands import open_request, publish_environment
+from extensibility.remote.transfer import publish_environment
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -63,18 +63,19 @@ def log_packages(environment: Path, context: Context) -> None:
 
 def serve(context: Context, command: Sequence[str]) -> int:
     start = open_start(context, command, serving=True)
-    environment = environment_for(start, context.log)
-    if environment is not None:
-        log_packages(environment, context)
+    ready = environment_for(start, context.log)
+    environment = ready.path if ready is not None else None
+    if ready is not None:
+        log_packages(ready.path, context)
         from extensibility.compile import start_background
 
         settings = context.settings
-        start_background(start.store, environment, context.log,
+        start_background(start.store, ready.path, context.log,
                          settings.app_root / settings.entry_script)
-        if start.remote is not None:
+        if ready.claim is not None:
             from extensibility.remote.publish import hand_over
 
-            hand_over(start, context.log)
+            hand_over(ready.claim, start.env, context.log)
     lib_path = start.request.path if start.request.kind == LIB_PATH else None
     handoff = prepare_handoff(context.settings, command, context.env, environment, lib_path)
     context.log.phase("exec", f"{handoff.describe()} (cwd {handoff.cwd})")

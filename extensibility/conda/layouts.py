@@ -20,6 +20,7 @@ from extensibility.process import run_captured
 from extensibility.protection import Held, Protection
 from extensibility.requirements import Origin, Requirement
 from extensibility.resolve import Resolved
+from extensibility.settings import ProtectMode
 from extensibility.start import Start
 
 
@@ -82,7 +83,8 @@ class PythonPrefixLayout:
 
         mode, module = start.settings.protect, start.server_module
         # whatever the mode, the server must be on the prefix's Python to serve at all
-        server = resolve_protection("server", module, start.image).server if module else None
+        server = resolve_protection(ProtectMode.SERVER, module, start.image).server \
+            if module else None
         site = Site(python, Path(purelib), str(python), True, spec,
                     Protection(mode, module, None), {}, ())
         if server is None:

@@ -10,6 +10,7 @@ Two layouts, both under the environment's folder (`ENV/conda` is the prefix):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
 
 from extensibility.errors import InstallFailed
@@ -17,8 +18,16 @@ from extensibility.log import Log
 from extensibility.redact import redact_url
 
 PREFIX_DIR = "conda"
-PYTHON_LAYOUT = "python"
-NATIVE_LAYOUT = "native"
+
+
+class CondaLayout(str, Enum):
+    """How a conda prefix is laid out under an environment (see the module's docstring)."""
+
+    PYTHON = "python"
+    NATIVE = "native"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def rattler_available() -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 from extensibility.conda.channels import LocalChannels, channel_urls, is_local
 from extensibility.conda.file import CondaFile, read_conda_file
-from extensibility.conda.prefix import NATIVE_LAYOUT, PYTHON_LAYOUT, rattler_available
+from extensibility.conda.prefix import CondaLayout, rattler_available
 from extensibility.conda.translate import OVERLAY, PREFIX, Decision, decide, explain, is_native
 from extensibility.errors import PolicyViolation, RequestInvalid, RequestNotSupported
 from extensibility.fingerprint import sha256_bytes
@@ -29,7 +29,7 @@ class CondaRequest:
 
     file: CondaFile
     decision: Decision
-    layout: str | None  # None: no prefix; else PYTHON_LAYOUT or NATIVE_LAYOUT
+    layout: CondaLayout | None  # None: no prefix
     specs: tuple[str, ...]  # what the conda solver gets
     channels: tuple[str, ...]  # the file's, or EXTENSIBILITY_CONDA_CHANNELS
     local: LocalChannels  # what the local ones among them hold, read once
@@ -47,10 +47,10 @@ class CondaRequest:
         return part
 
     def describe(self) -> list[str]:
-        lines = list(explain(self.decision, image_python=self.layout != PYTHON_LAYOUT))
+        lines = list(explain(self.decision, image_python=self.layout != CondaLayout.PYTHON))
         if self.layout is not None:
             where = ("its own Python, with the pip: section and the scoring server"
-                     if self.layout == PYTHON_LAYOUT else "native packages beside the image's "
+                     if self.layout == CondaLayout.PYTHON else "native packages beside the image's "
                      "Python")
             lines.append(f"conda prefix ({where}): {' '.join(self.specs)} from "
                          f"{', '.join(redact_url(c) for c in self.channels)}")
@@ -89,23 +89,23 @@ def read_conda_request(settings: Settings, path: Path, data: bytes, env: Mapping
             f"{path} cannot be met by this image: {'; '.join(decision.reasons)}; and a conda "
             "prefix cannot be built because py-rattler is not installed in the image",
             fix=_ways_out(decision, running, path))
-    layout = None
+    layout: CondaLayout | None = None
     specs: tuple[str, ...] = ()
     if decision.strategy == PREFIX:
         # a Python package only conda can provide (a build string, say) needs conda's Python
         # too: beside the image's Python it would not be importable
         if decision.python_problem or settings.conda_strategy == PREFIX or \
                 not all(is_native(s, native) for s in decision.untranslatable):
-            layout = PYTHON_LAYOUT
+            layout = CondaLayout.PYTHON
             specs = tuple(spec.origin.text for spec in conda.dependencies)
             if decision.python is None:
                 specs = (f"python {_minor(running)}.*", *specs)
         else:
-            layout = NATIVE_LAYOUT
+            layout = CondaLayout.NATIVE
             specs = tuple(spec.origin.text for spec in decision.untranslatable)
     if layout is not None:
         _check_channels(settings, path, channels)
-    extra = [] if layout == PYTHON_LAYOUT else [(t.spec.origin, t.requirement)
+    extra = [] if layout == CondaLayout.PYTHON else [(t.spec.origin, t.requirement)
                                                  for t in decision.translated]
     spec = parse_embedded(path, conda.pip, env, extra, digest=sha256_bytes(data))
     return CondaRequest(conda, decision, layout, specs, channels, local), spec

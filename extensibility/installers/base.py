@@ -38,17 +38,6 @@ class Installer(Protocol):
     def install(self, job: InstallJob, log: Log) -> InstallResult: ...
 
 
-def make_installer(name: str, uv: str | None) -> Installer:
-    if name == "uv":
-        from extensibility.installers.uv import UvInstaller
-
-        assert uv is not None
-        return UvInstaller(uv)
-    from extensibility.installers.pip import PipInstaller
-
-    return PipInstaller()
-
-
 def write_request_files(job: InstallJob) -> tuple[Path, Path | None]:
     """The normalised request as files both installers read (absolute paths, hashes)."""
     requirements = job.work_dir / REQUIREMENTS_FILE

@@ -1,4 +1,5 @@
-"""Which installer a start uses: uv when installed (unless told otherwise), else pip."""
+"""Which installer a start uses: uv when installed (unless told otherwise), else pip; and
+the backend object for that choice (the backends know nothing of the choice)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import sysconfig
 
 from extensibility.errors import SettingsError
 from extensibility.server_command import which
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from extensibility.installers.base import Installer
 
 
 def find_uv() -> str | None:
@@ -33,3 +38,17 @@ def choose_installer(choice: str) -> tuple[str, str | None]:
                             fix="install the `uv` extra into the image, or set "
                             "EXTENSIBILITY_INSTALLER=auto or pip")
     return "pip", None
+
+
+def make_installer(name: str, uv: str | None) -> Installer:
+    """The backend `choose_installer` chose (imported here: a warm start needs neither)."""
+    if name == "uv":
+        from extensibility.installers.uv import UvInstaller
+
+        if uv is None:
+            raise SettingsError("the uv installer was chosen without a uv executable",
+                                fix="set EXTENSIBILITY_INSTALLER=pip, or install the `uv` extra")
+        return UvInstaller(uv)
+    from extensibility.installers.pip import PipInstaller
+
+    return PipInstaller()

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from extensibility import __version__
+from extensibility.errors import RemoteUnavailable
 from extensibility.faults import pause
 from extensibility.log import Log
 from extensibility.remote.backend import Backend, LeaseTaken, RemoteError
@@ -80,13 +81,26 @@ class Lease:
 
 
 class Claim:
-    """What `obtain` ended with: restored, or a build here (with the lease, or without)."""
+    """What `obtain` ended with: restored, or a build here (with the lease, or without).
 
-    def __init__(self, restored: bool = False, lease: Lease | None = None,
+    A claim with a lease is this node's to publish: `build.ensure_environment` returns it,
+    and the command publishes it (remote/publish.py) or gives the lease back."""
+
+    def __init__(self, remote: RemoteCache, restored: bool = False, lease: Lease | None = None,
                  replace: str | None = None) -> None:
+        self.remote = remote
         self.restored = restored
         self.lease = lease  # this node builds and publishes
         self.replace = replace  # the etag of a bad manifest this node may overwrite
+
+    @property
+    def to_publish(self) -> bool:
+        return self.lease is not None
+
+    def give_up(self) -> None:
+        """The build failed: another node may build it now."""
+        if self.lease is not None:
+            self.lease.release()
 
 
 def holder_record() -> dict[str, str]:
@@ -106,7 +120,6 @@ class RemoteCache:
         self.backend = backend
         self.wait = wait
         self.down: str | None = None  # why the store is not used any more in this process
-        self.pending: Claim | None = None  # a build of this process, to publish (its lease)
 
     def attempt(self, log: Log, action: Callable[[], T]) -> T | None:
         """`action`'s result, or None after one warning when the store fails."""
@@ -124,6 +137,13 @@ class RemoteCache:
         log.warning("remote", f"{self.backend.description} is not usable ({exc}); "
                     "going on without the remote cache")
 
+    def unavailable(self, exc: RemoteError | None = None) -> RemoteUnavailable:
+        """The error of a command that cannot go on without the store (exit 90)."""
+        return RemoteUnavailable(f"{self.backend.description}: {exc or self.down}",
+                                 fix="check the URL, the credentials (SAS token, "
+                                 "AZURE_STORAGE_CONNECTION_STRING or managed identity) and the "
+                                 "network; `extensibility doctor` tests them")
+
     def manifest(self, key: str, document: str, log: Log) -> Manifest | None:
         """The published manifest for `key` (None: none, unusable, or the store is down)."""
         found = self.attempt(log, lambda: self.backend.get(manifest_name(key)))
@@ -139,31 +159,28 @@ class RemoteCache:
                log: Log) -> Claim:
         """Restore `key` into the store, or claim its build (see the module's docstring).
         Called under the local build lock, after `store.begin(key)`."""
-        from extensibility.remote.restore import restore
-
         deadline = time.monotonic() + self.wait
         said = 0.0
         replace: str | None = None
         while True:
             manifest = self.manifest(key, document, log)
             if manifest is not None and manifest.etag != replace:
-                if manifest.usable and restore(self, store, manifest, document, interpreter,
-                                               log):
-                    return Claim(restored=True)
+                if manifest.usable and self.restore(store, manifest, document, interpreter, log):
+                    return Claim(self, restored=True)
                 replace = manifest.etag  # bad: never used, replaced by this node's build
             if self.down is not None:
-                return Claim()
+                return Claim(self)
             try:
                 lease_id = self.backend.acquire(lock_name(key), LEASE_SECONDS, holder_record())
             except LeaseTaken as taken:
                 if replace is not None:
-                    return Claim()  # the published one is bad and another node is on it
+                    return Claim(self)  # the published one is bad and another node is on it
                 now = time.monotonic()
                 if now >= deadline:
                     log.warning("remote", f"waited {self.wait:.0f} s for "
                                 f"{describe_holder(taken.holder)} to publish {key} "
                                 "(EXTENSIBILITY_REMOTE_WAIT); building here")
-                    return Claim()
+                    return Claim(self)
                 if now - said >= SAY_EVERY_SECONDS:
                     log.phase("remote", f"{key} is being built by {describe_holder(taken.holder)}"
                               f"; waiting for it to publish (at most {deadline - now:.0f} s more)")
@@ -172,7 +189,7 @@ class RemoteCache:
                 continue
             except RemoteError as exc:
                 self.fail(exc, log)
-                return Claim()
+                return Claim(self)
             if replace is None and self.attempt(
                     log, lambda: self.backend.get(manifest_name(key))) is not None:
                 # published between our look and our lease: restore that instead
@@ -181,7 +198,16 @@ class RemoteCache:
                 continue
             log.phase("remote", f"no published environment for {key}: building it here, "
                       f"then publishing it to {self.backend.description}")
-            return Claim(lease=Lease(self.backend, key, lease_id, log), replace=replace)
+            return Claim(self, lease=Lease(self.backend, key, lease_id, log), replace=replace)
+
+    def restore(self, store: Store, manifest: Manifest, document: str, interpreter: str,
+                log: Log) -> bool:
+        """Restore a published manifest into the store (False: not usable; said)."""
+        from extensibility.remote.restore import restore
+
+        return restore(lambda handle: self.attempt(
+            log, lambda: self.backend.download(manifest.archive, handle)),
+            self.backend.description, store, manifest, document, interpreter, log)
 
     def publish(self, store: Store, key: str, log: Log, *, replace: str | None = None) -> bool:
         """Upload the environment `key` (complete and compiled): archive first, manifest

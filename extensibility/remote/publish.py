@@ -12,31 +12,29 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 
 from extensibility.log import Log
 from extensibility.remote.backend import RemoteError
-from extensibility.remote.cache import Lease, RemoteCache
-from extensibility.start import Start
+from extensibility.remote.cache import Claim, Lease, RemoteCache
 from extensibility.store import Store
 
 HANDOVER = "_EXTENSIBILITY_PUBLISH"  # the child's orders: key, lease id, etag to replace
 
 
-def hand_over(start: Start, log: Log) -> None:
-    """Start the child that publishes this start's build, if it built one under a lease."""
-    remote = start.remote
-    claim = remote.pending if remote is not None else None
-    if remote is None or claim is None or claim.lease is None:
+def hand_over(claim: Claim, env: Mapping[str, str], log: Log) -> None:
+    """Start the child that publishes the build `claim` made under its lease (`env`: the
+    start's environment, which names the store and its credentials)."""
+    lease = claim.lease
+    if lease is None:
         return
     import subprocess
 
-    lease = claim.lease
-    remote.pending = None
     orders = json.dumps({"key": lease.key, "lease": lease.id, "replace": claim.replace})
     try:
         child = subprocess.Popen(
             [sys.executable, "-m", "extensibility.remote.publish"],
-            env={**start.env, HANDOVER: orders}, stdin=subprocess.DEVNULL,
+            env={**env, HANDOVER: orders}, stdin=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=_low_priority, close_fds=True)
     except OSError as exc:  # the server still starts; another node may build and publish
         lease.release()

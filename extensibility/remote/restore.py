@@ -18,19 +18,22 @@ from extensibility.store import Store, read_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from extensibility.remote.cache import RemoteCache
+    from collections.abc import Callable
+    from typing import BinaryIO
+
+    Download = Callable[[BinaryIO], "int | None"]
 
 
-def restore(remote: RemoteCache, store: Store, manifest: Manifest, document: str,
+def restore(download: Download, source: str, store: Store, manifest: Manifest, document: str,
             interpreter: str, log: Log) -> bool:
     """Whether the environment was restored (False: not usable, or the store failed; the
-    reason was logged)."""
+    reason was logged). `download` writes the manifest's archive into a file (None: the
+    store failed, said); `source` names the store in the environment's record."""
     key, started = manifest.key, time.monotonic()
     log.phase("remote", f"restoring {key} ({mebibytes(manifest.size)}, built on "
               f"{manifest.builder_host})")
     with tempfile.TemporaryFile(dir=store.root) as handle:
-        size = remote.attempt(log, lambda: remote.backend.download(manifest.archive, handle))
-        if size is None:
+        if download(handle) is None:
             return False
         sha256, size = checksum(handle)
         if (sha256, size) != (manifest.sha256, manifest.size):
@@ -55,7 +58,7 @@ def restore(remote: RemoteCache, store: Store, manifest: Manifest, document: str
         store.discard(key)
         return False
     origin = read_json(store.meta_dir(key) / "origin.json") or {}  # the builder's record
-    origin["restored"] = {"from": remote.backend.description, "sha256": manifest.sha256,
+    origin["restored"] = {"from": source, "sha256": manifest.sha256,
                           "builder": manifest.fields.get("builder"),
                           "seconds": round(time.monotonic() - started, 3),
                           "created": time.time()}

@@ -1,114 +1,18 @@
-"""What the remote commands share: open the store or say why not, publish, restore, list."""
+"""What the remote cache holds, for `ls --remote`, `gc --remote` and `doctor`: the published
+environments, what a clean-up removes, and a probe of the store."""
 
 from __future__ import annotations
 
 import json
 import time
 
-from extensibility.commands import Context
-from extensibility.errors import NotPublished, RemoteUnavailable, UsageError
-from extensibility.log import Log
-from extensibility.remote import VARIABLE, open_remote
 from extensibility.remote.backend import Blob, RemoteError
-from extensibility.remote.cache import Claim, RemoteCache
-from extensibility.remote.manifest import archive_name, manifest_name
-from extensibility.store import Store
+from extensibility.remote.cache import RemoteCache
+from extensibility.remote.manifest import archive_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import argparse
     from typing import Any
-
-    from extensibility.resolve import Resolved
-    from extensibility.start import Start
-
-
-def require_remote(context: Context) -> RemoteCache:
-    remote = open_remote(context.settings, context.env, context.log)
-    if remote is None:
-        raise UsageError(f"no remote cache: {VARIABLE} is not set, or the [remote] extra is not "
-                         "installed", fix=f"set {VARIABLE}=https://ACCOUNT.blob.core.windows.net/"
-                         "CONTAINER and pip install 'inference-extensibility[remote]'")
-    return remote
-
-
-def open_request(args: argparse.Namespace, context: Context, verb: str
-                 ) -> tuple[RemoteCache, Start, Resolved] | None:
-    """The remote cache, the start and the resolved request of `push` and `pull` (None: the
-    request installs nothing, which is said)."""
-    from extensibility.commands.run import open_start, server_command
-    from extensibility.resolve import resolve
-
-    remote = require_remote(context)
-    start = open_start(context, server_command(args.command, context.settings))
-    if not start.request.installs:
-        context.log.phase("remote", f"nothing to {verb}: the request installs nothing")
-        return None
-    return remote, start, resolve(start, context.log)
-
-
-def unavailable(remote: RemoteCache, exc: RemoteError | None = None) -> RemoteUnavailable:
-    return RemoteUnavailable(f"{remote.backend.description}: {exc or remote.down}",
-                             fix="check the URL, the credentials (SAS token, "
-                             "AZURE_STORAGE_CONNECTION_STRING or managed identity) and the "
-                             "network; `extensibility doctor` tests them")
-
-
-def published(remote: RemoteCache, key: str) -> bool:
-    try:
-        return remote.backend.get(manifest_name(key)) is not None
-    except RemoteError as exc:
-        raise unavailable(remote, exc) from None
-
-
-def publish_environment(remote: RemoteCache, store: Store, key: str, log: Log,
-                        claim: Claim | None = None, *, strict: bool = True) -> bool:
-    """Publish `key` unless it is published already (`claim`: this process built it under
-    the lease, and may replace a bad manifest). `strict`: a store failure is an error (exit
-    90), else a warning. Returns whether a manifest was written."""
-    from extensibility.remote.publish import publish_now
-
-    remote.pending = None
-    try:
-        if remote.down is not None:
-            raise RemoteError(remote.down)
-        if claim is None and published(remote, key):
-            log.phase("remote", f"{key} is published already")
-            return False
-        return publish_now(remote, store, key, log, lease=claim.lease if claim else None,
-                           replace=claim.replace if claim else None)
-    except (RemoteError, RemoteUnavailable) as exc:
-        if claim is not None and claim.lease is not None:
-            claim.lease.release()
-        error = exc if isinstance(exc, RemoteUnavailable) else unavailable(remote, exc)
-        if strict:
-            raise error from None
-        log.warning("remote", f"not published: {error.message}")
-        return False
-
-
-def pull(remote: RemoteCache, store: Store, key: str, document: str, interpreter: str,
-         log: Log, lock_timeout: float) -> None:
-    """Restore `key` from the remote unless the store has it; raises NotPublished when the
-    remote has no usable one, RemoteUnavailable when it cannot be asked."""
-    from extensibility.remote.restore import restore
-
-    if store.lookup(key) is not None:
-        log.phase("remote", f"{key} is here already: {store.env_dir(key)}")
-        return
-    store.hold(key)
-    with store.lock(key, lock_timeout, log):
-        if store.lookup(key) is not None:
-            return
-        store.begin(key)
-        manifest = remote.manifest(key, document, log)
-        if manifest is not None and manifest.usable and \
-                restore(remote, store, manifest, document, interpreter, log):
-            return
-    if remote.down is not None:
-        raise unavailable(remote)
-    raise NotPublished(f"{remote.backend.description} has no usable environment for {key}",
-                       fix="build and publish it: `extensibility prepare --publish`")
 
 
 class RemoteEntry:
@@ -164,7 +68,7 @@ def entries(remote: RemoteCache) -> list[RemoteEntry]:
                 entry.manifest = _json(data[0]) if data else None
         return sorted(found.values(), key=lambda e: e.modified)
     except RemoteError as exc:
-        raise unavailable(remote, exc) from None
+        raise remote.unavailable(exc) from None
 
 
 def _json(data: bytes) -> dict[str, Any] | None:
@@ -212,7 +116,7 @@ def remove(remote: RemoteCache, removal: Removal) -> None:
         for blob in sorted(removal.blobs, key=lambda b: not b.name.endswith("manifest.json")):
             remote.backend.delete(blob.name)
     except RemoteError as exc:
-        raise unavailable(remote, exc) from None
+        raise remote.unavailable(exc) from None
 
 
 def probe(remote: RemoteCache) -> str:
