@@ -175,7 +175,7 @@ def _install(start: Start, site: Site, work_dir: Path, log: Log) -> tuple[str, .
     from extensibility.installers.choice import make_installer
 
     settings = start.settings
-    downloads = settings.cache_dir / "downloads"
+    downloads = start.store.downloads
     if downloads.is_dir() and safety.clear_unsafe_cache(downloads):
         log.warning("cache", f"{downloads} could be changed by other users: it was cleared "
                     "(it only holds downloads)")
@@ -186,7 +186,7 @@ def _install(start: Start, site: Site, work_dir: Path, log: Log) -> tuple[str, .
                     f"{', '.join(ignored)}; config files are not read either")
     job = InstallJob(python=site.python, image_python=site.resolve_python, spec=site.spec,
                      work_dir=work_dir, timeout=settings.install_timeout,
-                     env=installer_environment(start.env, start.installer, settings.cache_dir,
+                     env=installer_environment(start.env, start.installer, downloads,
                                                settings.retries,
                                                offline=settings.wheelhouse is not None,
                                                checked_only=checked_only),

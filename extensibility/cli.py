@@ -14,35 +14,48 @@ import time
 from collections.abc import Mapping, Sequence
 
 from extensibility.errors import ExtensibilityError
-from extensibility.log import Log
+from extensibility.log import NORMAL, QUIET, VERBOSE, Log
 
 INTERNAL_ERROR = 1
 
 
-def plain_run(argv: Sequence[str]) -> list[str] | None:
-    """The server command of a `run` that needs no argument parsing (empty: the default),
-    or None when argparse must look at `argv` (another command, an option, `--help`)."""
-    if not argv or argv[0] != "run":
+# the global options, accepted before the command as in pip, uv and git (and after it)
+VERBOSITY_FLAGS = {"-q": QUIET, "--quiet": QUIET, "-v": VERBOSE, "--verbose": VERBOSE}
+
+
+def plain_run(argv: Sequence[str]) -> tuple[list[str], int] | None:
+    """The server command of a `run` that needs no argument parsing (empty: the default)
+    and the verbosity its -q/-v flags ask for, or None when argparse must look at `argv`
+    (another command, another option, `--help`)."""
+    verbosity = NORMAL
+    rest = list(argv)
+    while rest and rest[0] in VERBOSITY_FLAGS:
+        verbosity = VERBOSITY_FLAGS[rest.pop(0)]
+    if not rest or rest.pop(0) != "run":
         return None
-    rest = list(argv[1:])
+    while rest and rest[0] in VERBOSITY_FLAGS:
+        verbosity = VERBOSITY_FLAGS[rest.pop(0)]
     if rest[:1] == ["--"]:
-        return rest[1:]
+        return rest[1:], verbosity
     if rest and rest[0].startswith("-"):
         return None
-    return rest
+    return rest, verbosity
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     started = time.monotonic()
     env = dict(os.environ if environ is None else environ)
     arguments = list(sys.argv[1:] if argv is None else argv)
-    command = plain_run(arguments)
+    plain = plain_run(arguments)
     args = None
-    if command is None:
+    if plain is None:
         from extensibility.commands.parser import parse
 
         args = parse(arguments)  # exits 2 with argparse's message on a usage error
-    log = Log("text", started=started)  # until the settings are read and valid
+        verbosity = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
+    else:
+        command, verbosity = plain
+    log = Log("text", started=started, verbosity=verbosity)  # text until the settings say
     # what we create under the cache is never writable by others, whatever the umask; the
     # server gets the umask it was started with back (handoff.execute)
     from extensibility.safety import build_umask
@@ -54,10 +67,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
         settings = Settings.from_environ(env)
         log.fmt = settings.log_format
-        if args is not None:
-            from extensibility.log import NORMAL, QUIET, VERBOSE
-
-            log.verbosity = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
         context = Context(settings, env, log, umask)
         if args is None:
             from extensibility.commands.run import serve, server_command

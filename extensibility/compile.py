@@ -23,9 +23,8 @@ import os
 from pathlib import Path
 
 from extensibility.log import Log
-from extensibility.store import META, Store, locked
+from extensibility.store import META, Store, compiled_marker, locked
 
-COMPILED = "compiled"
 # run by the environment's own interpreter: its .pyc files must carry its cache tag
 _CHILD = """
 import compileall, fcntl, os, re, sys
@@ -69,12 +68,8 @@ def prepare_pycache(environment: Path) -> int:
     return made
 
 
-def compile_lock_path(store: Store, key: str) -> Path:
-    return store.locks / f"{key}.compile"
-
-
 def is_compiled(environment: Path) -> bool:
-    return (environment / META / COMPILED).exists()
+    return compiled_marker(environment).exists()
 
 
 def imported_packages(script: Path, environment: Path) -> list[Path]:
@@ -107,7 +102,7 @@ def start_background(store: Store, environment: Path, log: Log,
     key = environment.name
     if is_compiled(environment) or not os.access(environment / META, os.W_OK):
         return
-    lock = compile_lock_path(store, key)
+    lock = store.compile_lock_path(key)
     if locked(lock):
         return  # a compile started by an earlier start is still running
     import subprocess
@@ -130,7 +125,7 @@ def compile_now(store: Store, environment: Path) -> None:
     from extensibility.store import open_lock
 
     while not is_compiled(environment):
-        descriptor = open_lock(compile_lock_path(store, environment.name))
+        descriptor = open_lock(store.compile_lock_path(environment.name))
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)  # blocks while another compile runs
         finally:
@@ -144,8 +139,8 @@ def _command(store: Store, environment: Path, first: list[Path]) -> list[str]:
     # the whole site folders after the scoring script's packages: what is compiled is skipped
     folders = [str(f) for f in (*first, *site_folders(environment))]
     return [str(environment / "bin" / "python"), "-c", _CHILD,
-            str(compile_lock_path(store, environment.name)),
-            str(environment / META / COMPILED), str(len(first)), *folders]
+            str(store.compile_lock_path(environment.name)),
+            str(compiled_marker(environment)), str(len(first)), *folders]
 
 
 def _lowest_priority() -> None:

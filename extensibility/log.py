@@ -23,15 +23,21 @@ class Log:
         self.fmt = fmt
         self.stream = stream if stream is not None else sys.stderr
         self.started = time.monotonic() if started is None else started
-        # QUIET: phase lines, warnings and errors; NORMAL: also the installers' output;
-        # VERBOSE: the installers run verbosely too
+        # QUIET: a command's outcome line, warnings and errors; NORMAL: every phase line and
+        # the installers' output; VERBOSE: the installers run verbosely too
         self.verbosity = verbosity
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def phase(self, phase: str, message: str, **fields: Any) -> None:
-        """A step of the start: inputs, key, cache, install, exec."""
+        """A step of the start: inputs, key, cache, install (not when quiet)."""
+        if self.verbosity > QUIET:
+            self._emit("info", phase, message, fields)
+
+    def outcome(self, phase: str, message: str, **fields: Any) -> None:
+        """What a command ended with (the hand-off, the environment ready): shown even when
+        quiet, so a quiet start says one line."""
         self._emit("info", phase, message, fields)
 
     def progress(self, source: str, line: str) -> None:

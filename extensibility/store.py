@@ -36,8 +36,13 @@ TYPE_CHECKING = False  # typing costs the warm path an import; mypy knows this n
 if TYPE_CHECKING:
     from typing import Any
 
-META = ".extensibility"
-MARKER = "complete"
+# the cache's layout: every folder, lock and marker is named here (docs/cache.md)
+META = ".extensibility"  # inside an environment: what the store knows of it
+MARKER = "complete"  # written last: the environment is valid
+COMPILED = "compiled"  # its modules are byte-compiled (compile.py)
+KEY_DOCUMENT = "key.json"  # what the key was computed from
+ORIGIN = "origin.json"  # how it was built (or restored)
+LAST_ACCESS = "last-access"
 LOCK_POLL_SECONDS = 10.0
 
 
@@ -62,12 +67,26 @@ class Store:
         self.root = root
         self.envs = root / "envs"
         self.locks = root / "locks"
+        self.warm = root / "warm"  # warm.py's notes
+        self.downloads = root / "downloads"  # the installers' own caches (private)
 
     def build_lock_path(self, key: str) -> Path:
         return self.locks / f"{key}.lock"
 
     def use_lock_path(self, key: str) -> Path:
         return self.locks / f"{key}.use"
+
+    def compile_lock_path(self, key: str) -> Path:
+        return self.locks / f"{key}.compile"
+
+    def warm_note_path(self, digest: str) -> Path:
+        return self.warm / f"{digest}.json"
+
+    def origin(self, key: str) -> dict[str, Any] | None:
+        return read_json(self.meta_dir(key) / ORIGIN)
+
+    def key_document(self, key: str) -> dict[str, Any] | None:
+        return read_json(self.meta_dir(key) / KEY_DOCUMENT)
 
     def env_dir(self, key: str) -> Path:
         return self.envs / key
@@ -242,11 +261,11 @@ class Store:
         meta = self.meta_dir(key)
         meta.mkdir(parents=True, exist_ok=True)
         if compiled:
-            write_atomic(meta / "compiled", "")
+            write_atomic(meta / COMPILED, "")
         safety.secure_tree(self.env_dir(key))
-        write_atomic(meta / "key.json", document)
-        write_atomic(meta / "origin.json", json.dumps(origin, indent=1, sort_keys=True))
-        (meta / "last-access").touch()
+        write_atomic(meta / KEY_DOCUMENT, document)
+        write_atomic(meta / ORIGIN, json.dumps(origin, indent=1, sort_keys=True))
+        (meta / LAST_ACCESS).touch()
         write_atomic(meta / MARKER, json.dumps({"key": key, "completed": time.time()}))
 
     def discard(self, key: str) -> None:
@@ -268,14 +287,14 @@ class Store:
             if child.name.startswith("."):
                 continue
             meta = child / META
-            stamp = meta / "last-access"
+            stamp = meta / LAST_ACCESS
             found.append(Entry(
                 key=child.name,
                 path=child,
                 complete=(meta / MARKER).is_file(),
                 last_access=stamp.stat().st_mtime if stamp.exists() else None,
-                document=read_json(meta / "key.json"),
-                origin=read_json(meta / "origin.json"),
+                document=read_json(meta / KEY_DOCUMENT),
+                origin=read_json(meta / ORIGIN),
             ))
         return found
 
@@ -283,6 +302,10 @@ class Store:
         for folder in (self.root, self.envs, self.locks):
             folder.mkdir(mode=safety.folder_mode(), parents=True, exist_ok=True)
         self.check_safe()
+
+
+def compiled_marker(environment: Path) -> Path:
+    return environment / META / COMPILED
 
 
 def folder_size(path: Path) -> int:

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from extensibility.resolve import Resolved
 
 SCHEMA = 2
-FOLDER = "warm"
 MAX_NOTE = 16 << 20
 _NOTE_PARTS = ("variables", "files", "wheelhouses", "local", "channels")
 
@@ -60,7 +59,7 @@ def warm_digest(start: Start) -> str:
 
 
 def note_path(start: Start) -> Path:
-    return start.store.root / FOLDER / f"{warm_digest(start)}.json"
+    return start.store.warm_note_path(warm_digest(start))
 
 
 def find(start: Start, path: Path, log: Log) -> Path | None:

@@ -12,6 +12,7 @@ import pytest
 
 from extensibility.cli import main, plain_run
 from extensibility.commands.doctor import diagnose
+from extensibility.log import NORMAL, QUIET, VERBOSE
 from extensibility.settings import Settings
 from tests.support import REPO, free_port
 from tests.test_warm import Setup, cold_start
@@ -25,13 +26,18 @@ def contract(tmp_path: Path, **extra: str) -> dict[str, str]:
             "PIP_CONFIG_FILE": "/dev/null", **extra}
 
 
-@pytest.mark.parametrize(("argv", "command"), [
-    (["run"], []), (["run", "--", "gunicorn", "-w", "2"], ["gunicorn", "-w", "2"]),
-    (["run", "true", "--flag"], ["true", "--flag"]), (["run", "--help"], None),
-    (["plan"], None), ([], None),
+@pytest.mark.parametrize(("argv", "plain"), [
+    (["run"], ([], NORMAL)),
+    (["run", "--", "gunicorn", "-w", "2"], (["gunicorn", "-w", "2"], NORMAL)),
+    (["run", "true", "--flag"], (["true", "--flag"], NORMAL)), (["run", "--help"], None),
+    (["-q", "run"], ([], QUIET)), (["run", "-v", "--", "true", "-q"], (["true", "-q"], VERBOSE)),
+    (["--verbose", "run", "--quiet", "true"], (["true"], QUIET)), (["-q", "plan"], None),
+    (["plan"], None), ([], None), (["-q"], None),
 ])
-def test_a_plain_run_needs_no_argument_parser(argv: list[str], command: list[str] | None) -> None:
-    assert plain_run(argv) == command
+def test_a_plain_run_needs_no_argument_parser(
+    argv: list[str], plain: tuple[list[str], int] | None,
+) -> None:
+    assert plain_run(argv) == plain
 
 
 def test_plan_json_without_a_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,9 +170,30 @@ def test_quiet_and_verbose(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         argv = ["prepare", *([flag] if flag else []), "--", "true"]
         assert main(argv, setup.env) == 0
         outputs[flag] = capsys.readouterr().err
-    assert "  | " not in outputs["-q"] and "complete" in outputs["-q"]
+    assert outputs["-q"].count("\n") == 1 and "prepare: ready: " in outputs["-q"]
     assert "  | " in outputs[None] and " -v" not in outputs[None]
     assert "--no-progress -v" in outputs["-v"]  # uv was asked for its verbose output
     (tmp_path / "plan").mkdir()
     assert main(["plan", "-q", "--", "true"], Setup(tmp_path / "plan").env) == 0
     assert "key document:" not in capsys.readouterr().out
+    (tmp_path / "plan-q").mkdir()
+    assert main(["-q", "plan", "--", "true"], Setup(tmp_path / "plan-q").env) == 0  # before
+    assert "key document:" not in capsys.readouterr().out
+
+
+def test_a_quiet_warm_start_says_one_line(tmp_path: Path) -> None:
+    """`extensibility -q run` (the option before the command, as in pip, uv and git): the
+    exec line alone, on the fast path; without -q the same start says what it found."""
+    setup = Setup(tmp_path)
+    cold_start(setup, real=True)
+    said = {}
+    for flags in ([], ["-q"]):
+        probe = WARM_PROBE.replace('main(["run", "--", "true"]', f'main([*{flags!r}, "run", '
+                                   '"--", "true"]')
+        child = subprocess.run([sys.executable, "-c", probe, json.dumps(setup.env)],
+                               capture_output=True, text=True, cwd=REPO, check=False)
+        assert child.returncode == 0, child.stderr
+        assert "argparse" not in json.loads(child.stdout)
+        said[len(flags)] = child.stderr.splitlines()
+    assert len(said[0]) > 1 and any("request unchanged" in line for line in said[0])
+    assert len(said[1]) == 1 and " exec: " in said[1][0]

@@ -13,8 +13,8 @@ import pytest
 
 import extensibility.commands.run
 from extensibility.cli import main
-from extensibility.compile import COMPILED, compile_lock_path, site_folders
-from extensibility.store import Store
+from extensibility.compile import site_folders
+from extensibility.store import COMPILED, Store
 from tests.support import wait_for
 from tests.test_warm import Setup
 
@@ -70,7 +70,7 @@ def test_a_restart_during_the_compile_starts_no_second_one_and_a_killed_one_is_r
     store.locks.mkdir(parents=True, mode=0o700)
     main(["plan", "--json", "--", "true"], env)
     key = json.loads(capsys.readouterr().out)["key"]
-    descriptor = os.open(compile_lock_path(store, key), os.O_RDWR | os.O_CREAT, 0o600)
+    descriptor = os.open(store.compile_lock_path(key), os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(descriptor, fcntl.LOCK_EX)
     try:
         cold = start(env, capsys)

@@ -43,6 +43,8 @@ class Setup:
                     "AML_APP_ROOT": str(self.app), "AZUREML_ENTRY_SCRIPT": "score.py",
                     "AZUREML_EXTRA_REQUIREMENTS_TXT": "requirements.txt",
                     "PIP_CONFIG_FILE": "/dev/null", "UV_NO_CONFIG": "1", "PATH": "/usr/bin:/bin"}
+        self.installer: tuple[str, str | None] = ("pip", None)
+        self.python_version = "3.11.7"
 
     def start(self, changed: dict[str, str] | None = None, *, real: bool = False) -> Start:
         """A start over a stand-in image (`real`: this interpreter and its installer, as
@@ -52,11 +54,11 @@ class Setup:
                           "AZUREML_EXTRA_REQUIREMENTS_TXT")
         if real:
             return Start(Settings.from_environ(env), env, ["true"], request)
-        image = Image(executable=sys.executable, prefix=sys.prefix, version="3.11.7",
+        image = Image(executable=sys.executable, prefix=sys.prefix, version=self.python_version,
                       cache_tag="cpython-311", abiflags="", platform="linux-x86_64",
                       site_dirs=(str(self.site),))
         return Start(Settings.from_environ(env), env, ["true"], request, image=image,
-                     installer=("pip", None))
+                     installer=self.installer)
 
 
 def log() -> Log:
@@ -112,6 +114,14 @@ def _image_package(s: Setup) -> None:
     (s.site / "numpy-2.0.0.dist-info").mkdir()
 
 
+def _installer(s: Setup) -> None:
+    s.installer = ("uv", "/nonexistent/uv")  # resolving never runs it
+
+
+def _interpreter(s: Setup) -> None:
+    s.python_version = "3.11.8"
+
+
 MISSES: dict[str, tuple[Callable[[Setup], None], dict[str, str]]] = {
     "the request file": (_edit_request, {}),
     "an included file": (_edit_include, {}),
@@ -121,7 +131,11 @@ MISSES: dict[str, tuple[Callable[[Setup], None], dict[str, str]]] = {
     "an installer variable": (lambda s: None, {"PIP_PRE": "1"}),
     "the protection mode": (lambda s: None, {"EXTENSIBILITY_PROTECT": "off"}),
     "a policy rule": (lambda s: None, {"EXTENSIBILITY_NO_EXTRA_INDEX": "1"}),
+    "the installer": (_installer, {}),
+    "the interpreter": (_interpreter, {}),
 }
+# key document fields no start can change (a new schema is a new release of this project)
+FIXED_FIELDS = {"schema"}
 
 
 @pytest.mark.parametrize("what", sorted(MISSES))
@@ -134,6 +148,24 @@ def test_each_input_the_key_depends_on_makes_a_miss(what: str, tmp_path: Path) -
     resolved = cold_start(setup, variables)  # the full path builds anew, then it is a hit
     assert find(setup.start(variables)) == \
         setup.start().store.env_dir(resolved.key)
+
+
+def test_every_field_of_the_key_document_is_seen_by_the_warm_path(tmp_path: Path) -> None:
+    """Each field of the key document is changed by one of MISSES, and each of those changes
+    is a warm miss (the test above): a field added to key.py that no case here changes fails
+    this test, so it cannot be forgotten by the warm digest and the note."""
+    changed: set[str] = set()
+    fields: set[str] = set()
+    for number, what in enumerate(sorted(MISSES)):
+        (tmp_path / str(number)).mkdir()
+        setup = Setup(tmp_path / str(number))
+        before = resolve(setup.start(), log()).document
+        change, variables = MISSES[what]
+        change(setup)
+        after = resolve(setup.start(variables), log()).document
+        changed |= {f for f in {*before, *after} if before.get(f) != after.get(f)}
+        fields |= set(before)
+    assert changed | FIXED_FIELDS == fields
 
 
 def test_a_file_changed_during_the_build_is_not_noted_as_built(tmp_path: Path) -> None:

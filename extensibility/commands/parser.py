@@ -19,18 +19,26 @@ def build_parser() -> argparse.ArgumentParser:
         "Configuration is read from environment variables (listed below).",
         epilog=variables_help())
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbosity_arguments(parser, default=False)
     commands = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
     for name, (module, summary) in COMMANDS.items():
         command = commands.add_parser(name, help=summary,
                                       formatter_class=argparse.RawDescriptionHelpFormatter)
-        command.add_argument("-q", "--quiet", action="store_true",
-                             help="phase lines, warnings and errors only (no installer output)")
-        command.add_argument("-v", "--verbose", action="store_true",
-                             help="the installers run verbosely; everything is shown")
+        # after the command too; given there, it overrides the one before it
+        verbosity_arguments(command, default=argparse.SUPPRESS)
         importlib.import_module(f"extensibility.commands.{module}").add_arguments(command)
         if name == "run":
             command.epilog = variables_help()
     return parser
+
+
+def verbosity_arguments(parser: argparse.ArgumentParser, default: object) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", default=default,
+                       help="only the outcome line (the hand-off, the environment ready), "
+                       "warnings and errors")
+    group.add_argument("-v", "--verbose", action="store_true", default=default,
+                       help="the installers run verbosely; everything is shown")
 
 
 def variables_help() -> str:

@@ -36,7 +36,7 @@ def main(args: argparse.Namespace, context: Context) -> int:
         return _into_folder(args, context)
     start = open_start(context, server_command(args.command, context.settings))
     ready = environment_for(start, context.log)
-    context.log.phase("prepare", f"ready: {ready.path}" if ready else "nothing to prepare")
+    context.log.outcome("prepare", f"ready: {ready.path}" if ready else "nothing to prepare")
     if ready is not None:
         _publish(start.store, ready, args.publish, context)
     return 0
@@ -68,5 +68,6 @@ def _into_folder(args: argparse.Namespace, context: Context) -> int:
     spec = read_request(source, context.env, target, context.settings, context.log)
     prepare_target(source, spec, args.target.absolute(), target, context.env, context.log,
                    context.settings.install_timeout)
-    context.log.phase("prepare", f"ready: {args.target} (for AZUREML_EXTRA_PYTHON_LIB_PATH)")
+    context.log.outcome("prepare", f"ready: {args.target} (for "
+                        "AZUREML_EXTRA_PYTHON_LIB_PATH)")
     return 0

@@ -78,5 +78,5 @@ def serve(context: Context, command: Sequence[str]) -> int:
             hand_over(ready.claim, start.env, context.log)
     lib_path = start.request.path if start.request.kind == LIB_PATH else None
     handoff = prepare_handoff(context.settings, command, context.env, environment, lib_path)
-    context.log.phase("exec", f"{handoff.describe()} (cwd {handoff.cwd})")
+    context.log.outcome("exec", f"{handoff.describe()} (cwd {handoff.cwd})")
     execute(handoff, context.umask)

@@ -27,7 +27,7 @@ from extensibility.start import Start
 def _prefix(start: Start, conda: CondaRequest, root: Path, log: Log) -> Path:
     prefix = root / PREFIX_DIR
     build_prefix(prefix, conda.specs, conda.channels,
-                 start.settings.cache_dir / "downloads" / "conda",
+                 start.store.downloads / "conda",
                  start.settings.install_timeout, log)
     return prefix
 

@@ -101,13 +101,14 @@ def installer_settings(installer: str, env: Mapping[str, str]) -> dict[str, obje
     return {"variables": variables, "config_files": files}
 
 
-def installer_environment(env: Mapping[str, str], installer: str, cache_dir: Path,
+def installer_environment(env: Mapping[str, str], installer: str, downloads: Path,
                           retries: int, *, offline: bool, checked_only: bool) -> dict[str, str]:
     """The user's environment, plus what the user did not choose: a download cache beside
     our environments (HOME may be missing or read-only for a container's user, and a cache on
     the same volume lets uv link files instead of copying them), our retry count, and for uv
-    the user's PIP_* index settings under uv's names. `checked_only` (a policy rule is on):
-    no config file and only the variables the policy checks (see `_CHECKED_VARIABLES`)."""
+    the user's PIP_* index settings under uv's names (`downloads`: the store's folder for
+    the caches). `checked_only` (a policy rule is on): no config file and only the variables
+    the policy checks (see `_CHECKED_VARIABLES`)."""
     result = without_sources(env) if offline else dict(env)
     if checked_only:
         for name in unchecked_variables(result):
@@ -117,9 +118,9 @@ def installer_environment(env: Mapping[str, str], installer: str, cache_dir: Pat
     result.setdefault("PIP_RETRIES", str(retries))
     result.setdefault("UV_HTTP_RETRIES", str(retries))
     if not (env.get("UV_CACHE_DIR") or env.get("UV_NO_CACHE")):
-        result["UV_CACHE_DIR"] = str(cache_dir / "downloads" / "uv")
+        result["UV_CACHE_DIR"] = str(downloads / "uv")
     if not (env.get("PIP_CACHE_DIR") or env.get("PIP_NO_CACHE_DIR")):
-        result["PIP_CACHE_DIR"] = str(cache_dir / "downloads" / "pip")
+        result["PIP_CACHE_DIR"] = str(downloads / "pip")
     return result
 
 

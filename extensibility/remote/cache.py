@@ -14,16 +14,13 @@ during this start, so a dead endpoint costs one bounded timeout, never the start
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from extensibility import __version__
 from extensibility.errors import RemoteUnavailable
 from extensibility.faults import pause
 from extensibility.log import Log
@@ -40,7 +37,7 @@ from extensibility.store import Store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, TypeVar
+    from typing import TypeVar
 
     T = TypeVar("T")
 
@@ -226,7 +223,8 @@ class RemoteCache:
         with tempfile.TemporaryFile(dir=store.root) as handle:
             packed = pack(environment, handle)
             handle.seek(0)
-            manifest = Manifest(_manifest_fields(store, environment, key, packed))
+            manifest = Manifest.describe(key, store.key_document(key), str(environment), packed,
+                                         store.origin(key) or {})
             self.backend.put(manifest.archive, handle)
         pause(os.environ, "manifest", log)  # tests: an upload cut short here
         written = self.backend.put(manifest_name(key), manifest.to_bytes(),
@@ -239,24 +237,3 @@ class RemoteCache:
         else:
             log.phase("remote", f"{key} was already published by another node; kept theirs")
         return written
-
-
-def _manifest_fields(store: Store, environment: Path, key: str, packed: Any) -> dict[str, Any]:
-    import platform
-
-    meta = store.meta_dir(key)
-    origin = json.loads((meta / "origin.json").read_text(encoding="utf-8"))
-    return {
-        "schema": 1,
-        "key": key,
-        "document": json.loads((meta / "key.json").read_text(encoding="utf-8")),
-        "archive": {"sha256": packed.sha256, "size": packed.size, "files": packed.files,
-                    "unpacked_bytes": packed.unpacked},
-        "root": str(environment),
-        "external_links": packed.external_links,
-        "builder": {"host": socket.gethostname(), "pid": os.getpid()},
-        "installer": origin.get("installer"),
-        "installed": origin.get("installed", []),
-        "versions": {"extensibility": __version__, "python": platform.python_version()},
-        "created": time.time(),
-    }

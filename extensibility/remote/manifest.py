@@ -14,6 +14,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from extensibility.remote.archive import Packed
+
 SCHEMA = 1
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 MAX_MANIFEST = 1 << 20
@@ -41,11 +43,39 @@ def lock_name(key: str) -> str:
 
 
 class Manifest:
+    """Written by `describe`, read by `parse`: the schema lives here and nowhere else."""
+
     def __init__(self, fields: dict[str, Any], etag: str | None = None, *,
                  usable: bool = True) -> None:
         self.fields = fields
         self.etag = etag  # the blob's version, to replace exactly this one if it is bad
         self.usable = usable  # False: it failed the checks; kept only to be replaced
+
+    @classmethod
+    def describe(cls, key: str, document: Any, root: str, packed: Packed,
+                 origin: dict[str, Any]) -> Manifest:
+        """The manifest of an environment just packed (`origin`: its build record)."""
+        import os
+        import platform
+        import socket
+        import time
+
+        from extensibility import __version__
+
+        return cls({
+            "schema": SCHEMA,
+            "key": key,
+            "document": document,
+            "archive": {"sha256": packed.sha256, "size": packed.size, "files": packed.files,
+                        "unpacked_bytes": packed.unpacked},
+            "root": root,
+            "external_links": packed.external_links,
+            "builder": {"host": socket.gethostname(), "pid": os.getpid()},
+            "installer": origin.get("installer"),
+            "installed": origin.get("installed", []),
+            "versions": {"extensibility": __version__, "python": platform.python_version()},
+            "created": time.time(),
+        })
 
     @property
     def key(self) -> str:

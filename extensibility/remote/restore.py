@@ -14,7 +14,7 @@ from extensibility.log import Log
 from extensibility.remote.archive import UnsafeArchive, checksum, unpack
 from extensibility.remote.manifest import Manifest, mebibytes
 from extensibility.remote.relocate import NotRelocatable, relocate
-from extensibility.store import Store, read_json
+from extensibility.store import Store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def restore(download: Download, source: str, store: Store, manifest: Manifest, d
         log.warning("remote", f"the restored {key} does not work here ({store.damage(key)})")
         store.discard(key)
         return False
-    origin = read_json(store.meta_dir(key) / "origin.json") or {}  # the builder's record
+    origin = store.origin(key) or {}  # the builder's record
     origin["restored"] = {"from": source, "sha256": manifest.sha256,
                           "builder": manifest.fields.get("builder"),
                           "seconds": round(time.monotonic() - started, 3),
