@@ -107,7 +107,7 @@ class Store:
     def check_safe(self, environment: Path | None = None) -> None:
         """Refuse (exit 92) a cache another user could change: the server would run what
         they put there (safety.py). With `environment`: also the folders it runs from."""
-        folders = [self.root, self.envs, self.locks, self.root / "warm"]
+        folders = [self.root, self.envs, self.locks, self.warm]
         if environment is not None:
             folders += [environment, environment / META, environment / "bin",
                         *sorted((environment / "lib").glob("python*/site-packages"))]
@@ -207,7 +207,7 @@ class Store:
 
     def touch(self, key: str) -> None:
         """Record a use, for least-recently-used clean-up."""
-        stamp = self.meta_dir(key) / "last-access"
+        stamp = self.meta_dir(key) / LAST_ACCESS
         with contextlib.suppress(OSError):  # a read-only cache still serves; only the
             stamp.touch()  # clean-up order suffers
 

@@ -22,12 +22,12 @@ class NotRelocatable(Exception):
     pass
 
 
-def _candidates(root: Path) -> Iterable[Path]:
+def _candidates(root: Path, records: Path) -> Iterable[Path]:
     bin_dir = root / "bin"
     if bin_dir.is_dir():
         yield from (p for p in bin_dir.iterdir() if p.is_file() and not p.is_symlink())
     yield root / "pyvenv.cfg"
-    yield from (root / ".extensibility").glob("*.json")
+    yield from records.glob("*.json")
     for site in root.glob("lib/python*/site-packages"):
         yield from site.glob("*.pth")
         yield from site.glob("*.egg-link")
@@ -35,13 +35,13 @@ def _candidates(root: Path) -> Iterable[Path]:
 
 
 def relocate(root: Path, old_root: str, external_links: Mapping[str, str],
-             interpreter: str) -> int:
-    """Rewrite `old_root` to `root` where a venv records it; make the left-out links again.
-    Returns the files changed."""
+             interpreter: str, *, records: Path) -> int:
+    """Rewrite `old_root` to `root` where a venv records it (and in the store's `records`
+    folder of the environment); make the left-out links again. Returns the files changed."""
     old, new = old_root.encode(), str(root).encode()
     changed = 0
     if old != new:
-        for path in _candidates(root):
+        for path in _candidates(root, records):
             if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_TEXT:
                 continue
             data = path.read_bytes()

@@ -45,7 +45,8 @@ def restore(download: Download, source: str, store: Store, manifest: Manifest, d
         root = store.env_dir(key)
         try:
             unpack(handle, root, max_files=manifest.files, max_bytes=manifest.unpacked)
-            relocate(root, manifest.root, manifest.external_links, interpreter)
+            relocate(root, manifest.root, manifest.external_links, interpreter,
+                     records=store.meta_dir(key))
         except (UnsafeArchive, NotRelocatable) as exc:
             store.discard(key)
             log.warning("remote", f"the archive of {key} is refused: {exc}")
