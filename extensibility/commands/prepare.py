@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publish", action="store_true",
                         help="also publish the environment to EXTENSIBILITY_REMOTE_CACHE when "
                         "it is not there yet (a build this command claimed is always published)")
+    from extensibility.commands.lock import lock_argument
+
+    lock_argument(parser, "--lock", help_text="also write the lock of the prepared "
+                  "environment to FILE (what it adds to the image, each file with its URL and "
+                  "hashes), to commit and use as the request")
     parser.add_argument("-r", "--requirement", type=Path, metavar="FILE",
                         help="with --target: this file instead of the deployment's request")
     target_arguments(parser)
@@ -35,11 +40,29 @@ def main(args: argparse.Namespace, context: Context) -> int:
     if args.target is not None:
         return _into_folder(args, context)
     start = open_start(context, server_command(args.command, context.settings))
+    if args.lock_file is not None:
+        from extensibility.commands.lock import check_lock_name, check_lockable
+
+        check_lock_name(args.lock_file)
+        check_lockable(start)  # before anything is built
     environment = environment_for(start, context.log)
     context.log.phase("prepare", f"ready: {environment}" if environment else "nothing to prepare")
     if environment is not None:
         _publish(start, environment, args.publish, context)
+        if args.lock_file is not None:
+            _write_lock(start, environment, args.lock_file, context)
     return 0
+
+
+def _write_lock(start: Start, environment: Path, path: Path, context: Context) -> None:
+    """The lock of what `environment` holds (not a new resolution: the packages built)."""
+    from extensibility.commands.lock import deliver
+    from extensibility.lockfile.resolution import environment_packages
+    from extensibility.resolve import resolve
+
+    resolved = resolve(start, context.log)
+    deliver(path, environment_packages(start, resolved, environment, context.log), start,
+            context.log)
 
 
 def _publish(start: Start, environment: Path, asked: bool, context: Context) -> None:

@@ -54,7 +54,9 @@ def write_request_files(job: InstallJob) -> tuple[Path, Path | None]:
     requirements = job.work_dir / REQUIREMENTS_FILE
     requirements.write_text("".join(r.installer_line() + "\n" for r in job.spec.requirements),
                             encoding="utf-8")
-    lines = [r.installer_line() for r in job.spec.constraints] + list(job.held)
+    # a lock's exact set was checked against what is held before any install (protection.py)
+    held = [] if job.spec.exact else list(job.held)
+    lines = [r.installer_line() for r in job.spec.constraints] + held
     if not lines:
         return requirements, None
     constraints = job.work_dir / CONSTRAINTS_FILE

@@ -28,6 +28,8 @@ class PipInstaller:
                    "-r", str(requirements)]
         if constraints:
             command += ["-c", str(constraints)]
+        if job.spec.exact:  # a lock: exactly its files, nothing resolved
+            command.append("--no-deps")
         if not job.compile:
             command.append("--no-compile")
         if job.verbose:
