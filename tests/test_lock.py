@@ -17,7 +17,7 @@ import pytest
 from extensibility.cli import main
 from extensibility.store import Store
 from tests.conftest import contract_env, run_entrypoint
-from tests.support import REPO, ImageVenv, Index, complete_envs, hermetic_env
+from tests.support import REPO, ImageVenv, Index, build_image, complete_envs, hermetic_env
 from tests.test_cli import NEVER_ON_THE_WARM_PATH, WARM_PROBE
 from tests.wheels import build_wheel
 
@@ -25,10 +25,26 @@ LOCK_ONLY = ("tomllib", "tomli", "extensibility.lockfile.read", "extensibility.l
              "extensibility.lockfile.resolution")
 
 
+@pytest.fixture(scope="session")
+def pip26_image(packages: Path, tmp_path_factory: pytest.TempPathFactory) -> ImageVenv:
+    """The simulated image with pip 26, which installs lock files itself (the session's image
+    keeps the pip its venv was made with, older: it is given the lock's files as
+    `name @ URL --hash` lines instead)."""
+    tmp = tmp_path_factory.mktemp("pip26-image")
+    return build_image(tmp / "image", tmp, extra_find_links=[packages],
+                       extra_packages=["framework==1.0", "pip>=26"])
+
+
+def image_for(installer: str, request: pytest.FixtureRequest) -> ImageVenv:
+    image: ImageVenv = request.getfixturevalue("pip26_image" if installer == "pip26"
+                                               else "image")
+    return image
+
+
 def lock_env(tmp_path: Path, image: ImageVenv, app: Path, cache: Path, lock: str,
              installer: str = "auto") -> dict[str, str]:
     return contract_env(tmp_path, image, app, cache, AZUREML_EXTRA_REQUIREMENTS_TXT=lock,
-                        EXTENSIBILITY_INSTALLER=installer)
+                        EXTENSIBILITY_INSTALLER=installer.replace("pip26", "pip"))
 
 
 def overlay_packages(environment: Path) -> set[str]:
@@ -61,11 +77,15 @@ def uv_compile(image: ImageVenv, requirements: Path, output: Path, index: Index,
 
 # --- a lock as the request --------------------------------------------------------------
 
-@pytest.mark.parametrize("installer", ["uv", "pip"])
+@pytest.mark.slow  # the simulated image, by fixture or by request
+@pytest.mark.parametrize("installer", ["uv", "pip26", "pip"])
 def test_a_lock_written_by_uv_installs_exactly_without_resolving(
-    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
+    installer: str, request: pytest.FixtureRequest, app: Path, cache: Path, index: Index,
+    tmp_path: Path,
 ) -> None:
-    """framework 1.0 is locked at the image's version: left to the image, not copied."""
+    """framework 1.0 is locked at the image's version: left to the image, not copied. (`pip`:
+    a pip older than 26 is given the lock's files as `name @ URL --hash` lines.)"""
+    image = image_for(installer, request)
     (tmp_path / "requirements.in").write_text("greeting\nneeds-framework\nframework==1.0\n")
     uv_compile(image, tmp_path / "requirements.in", app / "pylock.toml", index, tmp_path)
     env = lock_env(tmp_path, image, app, cache, "pylock.toml", installer)
@@ -80,21 +100,23 @@ def test_a_lock_written_by_uv_installs_exactly_without_resolving(
     [environment] = complete_envs(cache)
     assert overlay_packages(environment) == {"greeting==1.0", "tinydep==1.0",
                                              "needs-framework==1.0"}
-    again = run_entrypoint(image, env, "run", "--", "true")
+    again = run_entrypoint(image, env, "prepare")
     assert again.returncode == 0 and "request unchanged" in again.stderr  # warm
 
 
+@pytest.mark.slow  # the simulated image, by fixture or by request
 def test_a_lock_written_by_pip_lock_is_installed(
-    image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
+    pip26_image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
 ) -> None:
-    """`pip lock` (pip 25.1+; the image has pip 26) resolves ignoring the image: its lock
-    has framework 2.0, which then overrides the image's 1.0 in the overlay."""
+    """`pip lock` (pip 26, in the image) resolves ignoring the image: its lock has
+    framework 2.0, which then overrides the image's 1.0 in the overlay."""
+    image = pip26_image
     (tmp_path / "requirements.in").write_text("greeting\nneeds-framework\n")
     subprocess.run([str(image.python), "-m", "pip", "lock", "--index-url", index.url, "-r",
                     str(tmp_path / "requirements.in"), "-o", str(app / "pylock.pip.toml")],
                    env=hermetic_env(tmp_path), check=True, capture_output=True, text=True)
     assert 'created-by = "pip"' in (app / "pylock.pip.toml").read_text()
-    env = lock_env(tmp_path, image, app, cache, "pylock.pip.toml")
+    env = lock_env(tmp_path, image, app, cache, "pylock.pip.toml", "pip")
     prepared = run_entrypoint(image, env, "prepare")
     assert prepared.returncode == 0, prepared.stderr
     [environment] = complete_envs(cache)
@@ -103,11 +125,13 @@ def test_a_lock_written_by_pip_lock_is_installed(
     assert "framework 1.0 -> 2.0 (overrides the image)" in prepared.stderr
 
 
-@pytest.mark.parametrize(("installer", "how"), [("uv", "lock"), ("pip", "prepare --lock")])
+@pytest.mark.slow  # the simulated image, by fixture or by request
+@pytest.mark.parametrize(("installer", "how"), [("uv", "lock"), ("pip26", "prepare --lock")])
 def test_a_lock_written_from_a_request_builds_the_same_environment(
-    installer: str, how: str, image: ImageVenv, app: Path, cache: Path, index: Index,
-    tmp_path: Path,
+    installer: str, how: str, request: pytest.FixtureRequest, app: Path, cache: Path,
+    index: Index, tmp_path: Path,
 ) -> None:
+    image = image_for(installer, request)
     authed = index.url.replace("http://", "http://bot:s3cr3t-token@")  # pypiserver ignores it
     (app / "requirements.txt").write_text(f"--index-url {authed}\ngreeting\nneeds-framework\n"
                                           "hello-cli\n")
@@ -138,10 +162,13 @@ def test_a_lock_written_from_a_request_builds_the_same_environment(
     assert before == after
 
 
-@pytest.mark.parametrize("installer", ["uv", "pip"])
+@pytest.mark.slow  # the simulated image, by fixture or by request
+@pytest.mark.parametrize("installer", ["uv", "pip26", "pip"])
 def test_a_tampered_hash_is_refused_and_nothing_is_cached(
-    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
+    installer: str, request: pytest.FixtureRequest, app: Path, cache: Path, index: Index,
+    tmp_path: Path,
 ) -> None:
+    image = image_for(installer, request)
     (tmp_path / "requirements.in").write_text("greeting\n")
     uv_compile(image, tmp_path / "requirements.in", app / "pylock.toml", index, tmp_path)
     text = (app / "pylock.toml").read_text()

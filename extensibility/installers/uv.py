@@ -33,7 +33,7 @@ class UvInstaller:
         self.binary = binary
 
     def install(self, job: InstallJob, log: Log) -> InstallResult:
-        requirements, constraints = write_request_files(job)
+        requirements, constraints = write_request_files(job, lock=True)
         request = ["-r", str(requirements)] + (["-c", str(constraints)] if constraints else [])
         flags = uv_flags(job.spec.options)
         compiling = ["--compile-bytecode"] if job.compile else []

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from extensibility import __version__
 from extensibility.errors import RequestNotSupported
 from extensibility.redact import redact_url
+from extensibility.requirements import Requirement
 
 CREATED_BY = "inference-extensibility"
 HEADER = """\
@@ -56,6 +57,29 @@ def lock_text(packages: Sequence[Mapping[str, Any]], installer: str) -> str:
         lines += [f"{key} = {_value(clean[key])}" for key in _PACKAGE if key in clean]
     lines.append(f"\n[tool.extensibility]\ninstaller = {_value(installer)}\n"
                  f"image-python = {_value(platform.python_version())}")
+    return "\n".join(lines) + "\n"
+
+
+def selection_text(requirements: Sequence[Requirement]) -> str:
+    """A lock's selection (lockfile/read.py) as the lock file an installer is given: each
+    package with the one file chosen for this interpreter, by URL or absolute path."""
+    lines = ['lock-version = "1.0"', f'created-by = "{CREATED_BY}"']
+    if not requirements:
+        lines.append("packages = []")
+    for requirement in requirements:
+        url = requirement.install_text.split(" @ ", 1)[1]
+        where = {"path": requirement.local[0]} if requirement.local else {"url": url}
+        hashes = dict(h.split(":", 1) for h in requirement.hashes)
+        file = {**where, "hashes": hashes}
+        lines += ["", "[[packages]]", f"name = {_value(requirement.name)}"]
+        if requirement.version:
+            lines.append(f"version = {_value(requirement.version)}")
+        if " @ " in requirement.key_text:  # an archive (a direct reference)
+            lines.append(f"archive = {_value(file)}")
+        elif url.split("?")[0].split("#")[0].endswith(".whl"):
+            lines.append(f"wheels = [{_value(file)}]")
+        else:
+            lines.append(f"sdist = {_value(file)}")
     return "\n".join(lines) + "\n"
 
 
