@@ -21,6 +21,9 @@ from tests.support import REPO, ImageVenv, Index, build_image, complete_envs, he
 from tests.test_cli import NEVER_ON_THE_WARM_PATH, WARM_PROBE
 from tests.wheels import build_wheel
 
+# packaging 26 (which reads lock files) needs Python 3.10+: on 3.9 only the refusal is tested
+needs_pylock = pytest.mark.skipif(sys.version_info < (3, 10),
+                                  reason="packaging >= 26 needs Python 3.10 or later")
 LOCK_ONLY = ("tomllib", "tomli", "extensibility.lockfile.read", "extensibility.lockfile.write",
              "extensibility.lockfile.resolution")
 
@@ -77,6 +80,7 @@ def uv_compile(image: ImageVenv, requirements: Path, output: Path, index: Index,
 
 # --- a lock as the request --------------------------------------------------------------
 
+@needs_pylock
 @pytest.mark.slow  # the simulated image, by fixture or by request
 @pytest.mark.parametrize("installer", ["uv", "pip26", "pip"])
 def test_a_lock_written_by_uv_installs_exactly_without_resolving(
@@ -92,7 +96,9 @@ def test_a_lock_written_by_uv_installs_exactly_without_resolving(
 
     plan = run_entrypoint(image, env, "plan")
     assert plan.returncode == 0, plan.stderr
-    assert "lock file" in plan.stdout and "framework==1.0 (the image's)" in plan.stderr
+    assert "lock file" in plan.stdout and "framework==1.0 (the image's)" in plan.stdout
+    assert "4 packages selected for this interpreter, 3 to install, 1 already in the image" \
+        in plan.stdout
     prepared = run_entrypoint(image, env, "prepare", "-v")
     assert prepared.returncode == 0, prepared.stderr
     assert "--dry-run" not in prepared.stderr  # nothing resolved
@@ -104,6 +110,7 @@ def test_a_lock_written_by_uv_installs_exactly_without_resolving(
     assert again.returncode == 0 and "request unchanged" in again.stderr  # warm
 
 
+@needs_pylock
 @pytest.mark.slow  # the simulated image, by fixture or by request
 def test_a_lock_written_by_pip_lock_is_installed(
     pip26_image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
@@ -125,6 +132,7 @@ def test_a_lock_written_by_pip_lock_is_installed(
     assert "framework 1.0 -> 2.0 (overrides the image)" in prepared.stderr
 
 
+@needs_pylock
 @pytest.mark.slow  # the simulated image, by fixture or by request
 @pytest.mark.parametrize(("installer", "how"), [("uv", "lock"), ("pip26", "prepare --lock")])
 def test_a_lock_written_from_a_request_builds_the_same_environment(
@@ -162,6 +170,7 @@ def test_a_lock_written_from_a_request_builds_the_same_environment(
     assert before == after
 
 
+@needs_pylock
 @pytest.mark.slow  # the simulated image, by fixture or by request
 @pytest.mark.parametrize("installer", ["uv", "pip26", "pip"])
 def test_a_tampered_hash_is_refused_and_nothing_is_cached(
@@ -185,6 +194,7 @@ def test_a_tampered_hash_is_refused_and_nothing_is_cached(
     assert not any((cache / "warm").glob("*.json")) if (cache / "warm").exists() else True
 
 
+@needs_pylock
 def test_a_local_file_that_does_not_match_its_hash_is_named_before_any_install(
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -197,6 +207,7 @@ def test_a_local_file_that_does_not_match_its_hash_is_named_before_any_install(
     assert f"{app / 'pylock.toml'}:5" in err and "does not match the lock's sha256" in err
 
 
+@needs_pylock
 def test_server_conflicts_in_a_lock_are_refused_all_at_once_before_installing(
     image: ImageVenv, app: Path, cache: Path, tmp_path: Path,
 ) -> None:
@@ -238,6 +249,7 @@ def _lock(packages: list[str], head: str = "") -> str:
     return f'lock-version = "1.0"\ncreated-by = "tests"\n{head}\n{empty}\n' + "\n".join(packages)
 
 
+@needs_pylock
 def test_a_lock_for_another_python_is_refused_naming_the_markers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -254,6 +266,7 @@ def test_a_lock_for_another_python_is_refused_naming_the_markers(
     assert "--python-version" in plan["refusal"]["fix"]
 
 
+@needs_pylock
 def test_a_lock_requiring_another_python_version_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -270,6 +283,7 @@ def test_a_lock_requiring_another_python_version_is_refused(
     ('lock-version = "1.0"\ncreated-by = "x"\npackages = [\n', "not a valid TOML file"),
     ('lock-version = "9"\ncreated-by = "x"\npackages = []\n', "pylock version 9 is not supported"),
 ])
+@needs_pylock
 def test_an_invalid_lock_names_the_file_and_the_field(
     text: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -280,6 +294,7 @@ def test_an_invalid_lock_names_the_file_and_the_field(
     assert str(tmp_path / "app" / "pylock.prod.toml") in err and says in err
 
 
+@needs_pylock
 def test_a_vcs_package_cannot_be_verified_by_hash_and_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -306,6 +321,7 @@ def test_without_packaging_26_a_lock_is_refused_with_the_fix(tmp_path: Path) -> 
     assert "inference-extensibility[lock]" in child.stderr
 
 
+@needs_pylock
 def test_lock_refuses_what_it_cannot_lock(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     app = tmp_path / "app"
@@ -323,6 +339,7 @@ def test_lock_refuses_what_it_cannot_lock(tmp_path: Path,
     assert not (app / "locked.toml").exists()
 
 
+@needs_pylock
 def test_the_warm_path_of_a_lock_parses_nothing(tmp_path: Path) -> None:
     """A lock's second start: the note and the store, no packaging, no TOML parser."""
     app = tmp_path / "app"
@@ -339,3 +356,43 @@ def test_the_warm_path_of_a_lock_parses_nothing(tmp_path: Path) -> None:
     assert "request unchanged" in child.stderr
     imported = set(json.loads(child.stdout))
     assert {m for m in (*NEVER_ON_THE_WARM_PATH, *LOCK_ONLY) if m in imported} == set()
+
+
+@needs_pylock
+def test_offline_a_lock_takes_its_files_from_the_wheelhouse_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from extensibility.fingerprint import sha256_file
+
+    app = tmp_path / "app"
+    wheel = build_wheel(app / "wheels", "tinydep", "1.0")
+    url = f"http://127.0.0.1:9/packages/{wheel.name}"  # nothing listens: never fetched
+    (app / "pylock.toml").write_text(_lock([
+        _package("tinydep", "1.0", url=url, sha256=sha256_file(wheel)),
+        _package("greeting", "1.0", url="http://127.0.0.1:9/packages/greeting-1.0-py3-none-any.whl"),
+    ]))
+    env = _env(tmp_path, "pylock.toml", EXTENSIBILITY_WHEELHOUSE="wheels")
+    assert main(["plan"], env) == 95
+    err = capsys.readouterr().err
+    assert "the wheelhouse" in err and "has no greeting-1.0-py3-none-any.whl" in err
+    (app / "pylock.toml").write_text(_lock([_package("tinydep", "1.0", url=url,
+                                                     sha256=sha256_file(wheel))]))
+    assert main(["prepare", "--", "true"], env) == 0, capsys.readouterr().err
+    [environment] = complete_envs(tmp_path / "cache")
+    assert overlay_packages(environment) == {"tinydep==1.0"}
+
+
+@needs_pylock
+def test_a_written_lock_never_holds_a_secret() -> None:
+    from extensibility.errors import RequestNotSupported
+    from extensibility.lockfile.write import lock_text
+
+    wheel = {"name": "x-1.0-py3-none-any.whl", "hashes": {"sha256": "a" * 64}}
+    text = lock_text([{"name": "x", "version": "1.0", "index": "https://bot:tok@h/simple",
+                       "wheels": [{**wheel, "url": "https://bot:tok@h/x-1.0-py3-none-any.whl"}]}],
+                     "uv")
+    assert "tok" not in text and 'url = "https://h/x-1.0-py3-none-any.whl"' in text
+    with pytest.raises(RequestNotSupported, match="carries a secret in its query"):
+        lock_text([{"name": "x", "version": "1.0",
+                    "wheels": [{**wheel, "url": "https://h/x-1.0-py3-none-any.whl?sig=s"}]}],
+                  "uv")
