@@ -396,3 +396,29 @@ def test_a_written_lock_never_holds_a_secret() -> None:
         lock_text([{"name": "x", "version": "1.0",
                     "wheels": [{**wheel, "url": "https://h/x-1.0-py3-none-any.whl?sig=s"}]}],
                   "uv")
+
+
+@needs_pylock
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_a_lock_of_local_wheels_names_them_relative_to_itself(
+    installer: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """This interpreter stands for the image (its own uv and pip)."""
+    app = tmp_path / "app"
+    build_wheel(app / "wheels", "tinydep", "1.0")
+    build_wheel(app / "wheels", "greeting", "1.0", requires=["tinydep"])
+    (app / "requirements.txt").write_text("--no-index\n--find-links wheels\ngreeting\n")
+    env = {**_env(tmp_path, "requirements.txt"), "EXTENSIBILITY_INSTALLER": installer}
+    assert main(["lock", "-o", str(app / "pylock.toml")], env) == 0, capsys.readouterr().err
+    text = (app / "pylock.toml").read_text()
+    assert 'path = "wheels/greeting-1.0-py3-none-any.whl"' in text
+    assert 'path = "wheels/tinydep-1.0-py3-none-any.whl"' in text
+    assert f'installer = "{installer}"' in text
+    moved = tmp_path / "elsewhere"
+    (app).rename(moved)  # the lock and its wheels travel together
+    (tmp_path / "app").mkdir()
+    env["AML_APP_ROOT"] = str(moved)
+    env["AZUREML_EXTRA_REQUIREMENTS_TXT"] = "pylock.toml"
+    assert main(["prepare", "--", "true"], env) == 0, capsys.readouterr().err
+    [environment] = complete_envs(tmp_path / "cache")
+    assert overlay_packages(environment) == {"greeting==1.0", "tinydep==1.0"}

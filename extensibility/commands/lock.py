@@ -77,7 +77,7 @@ def deliver(path: Path | None, packages: list[dict[str, object]], start: Start,
     """The lock to `path` (atomically, read back first), or to standard output."""
     from extensibility.lockfile.write import lock_text, write_lock
 
-    text = lock_text(packages, start.installer)
+    text = lock_text(packages, start.installer, path.absolute().parent if path else None)
     if path is None:
         sys.stdout.write(text)
         return

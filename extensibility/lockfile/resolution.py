@@ -135,8 +135,19 @@ def _uv_locate(start: Start, job: InstallJob, pins: Sequence[str], log: Log) -> 
     from extensibility.lockfile.read import _toml
 
     packages = _toml().loads(data.decode("utf-8")).get("packages", [])
-    return [{k: v for k, v in p.items() if k in ("name", "version", "index", "wheels", "sdist",
-                                                  "archive")} for p in packages]
+    return [_absolute_paths({k: v for k, v in p.items() if k in ("name", "version", "index",
+                                                                 "wheels", "sdist", "archive")},
+                            output.parent) for p in packages]
+
+
+def _absolute_paths(value: Any, base: Path) -> Any:
+    """uv writes a local file's path relative to its output (a temporary folder)."""
+    if isinstance(value, dict):
+        return {k: str((base / v).resolve()) if k == "path" and isinstance(v, str)
+                else _absolute_paths(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_absolute_paths(item, base) for item in value]
+    return value
 
 
 def _pip_report(start: Start, job: InstallJob, request: list[str], log: Log) -> list[Package]:

@@ -35,8 +35,11 @@ _TOP = ("lock-version", "environments", "requires-python", "created-by")
 _PACKAGE = ("name", "version", "index", "archive", "sdist", "wheels")
 
 
-def lock_text(packages: Sequence[Mapping[str, Any]], installer: str) -> str:
-    """The lock file's text for `packages` (PEP 751 tables), for this interpreter."""
+def lock_text(packages: Sequence[Mapping[str, Any]], installer: str,
+              folder: Path | None = None) -> str:
+    """The lock file's text for `packages` (PEP 751 tables), for this interpreter; a local
+    file under `folder` (where the lock goes) is written relative to it, as PEP 751 reads it,
+    so the lock and its files can move together."""
     import platform
 
     implementation = sys.implementation.name
@@ -53,7 +56,7 @@ def lock_text(packages: Sequence[Mapping[str, Any]], installer: str) -> str:
     lines += [f"{key} = {_value(document[key])}" for key in _TOP]
     for package in sorted(packages, key=lambda p: str(p["name"])):
         lines.append("\n[[packages]]")
-        clean = _without_secrets(package)
+        clean = _relative_paths(_without_secrets(package), folder)
         lines += [f"{key} = {_value(clean[key])}" for key in _PACKAGE if key in clean]
     lines.append(f"\n[tool.extensibility]\ninstaller = {_value(installer)}\n"
                  f"image-python = {_value(platform.python_version())}")
@@ -91,6 +94,31 @@ def _without_secrets(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_secrets(item) for item in value]
     return value
+
+
+def _relative_paths(value: Any, folder: Path | None) -> Any:
+    """Local files by `path` (a `file:` URL becomes one), relative to `folder` when under it."""
+    if isinstance(value, Mapping):
+        url = value.get("url")
+        if isinstance(url, str) and url.startswith("file:"):
+            from urllib.request import url2pathname
+
+            value = {("path" if k == "url" else k): v for k, v in value.items()}
+            value["path"] = url2pathname(urlsplit(url).path)
+        return {k: _relative(v, folder) if k == "path" and isinstance(v, str)
+                else _relative_paths(v, folder) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative_paths(item, folder) for item in value]
+    return value
+
+
+def _relative(path: str, folder: Path | None) -> str:
+    if folder is None:
+        return path
+    try:
+        return Path(path).relative_to(folder).as_posix()
+    except ValueError:
+        return path  # outside the lock's folder: absolute
 
 
 def _url(url: str) -> str:
