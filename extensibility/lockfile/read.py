@@ -81,12 +81,14 @@ def read_lock(path: Path, data: bytes, image: Mapping[str, str],
     pylock = load(path, data)
     selected = _select(path, pylock)
     lines = _package_lines(data)
+    if len(lines) != len(pylock.packages):
+        lines = []  # written inline (`packages = [...]`): cited by number only
     index_of = {id(package): number for number, package in enumerate(pylock.packages)}
     requirements: list[Requirement] = []
     locked: list[Locked] = []
     for package, source in selected:
         number = index_of[id(package)]
-        where = Origin(path, lines[number] if number < len(lines) else 0,
+        where = Origin(path, lines[number] if lines else 0,
                        f"packages[{number}] {package.name}"
                        + (f"=={package.version}" if package.version else ""))
         requirement, entry = _entry(where, package, source, image, wheelhouse)
@@ -106,7 +108,7 @@ def read_lock(path: Path, data: bytes, image: Mapping[str, str],
 def load(path: Path, data: bytes) -> Pylock:
     """Parse and validate; every failure names the file (and the field)."""
     Pylock, PylockValidationError = _pylock()
-    toml = _toml()
+    toml = toml_module()
     try:
         document = toml.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -135,7 +137,7 @@ def _pylock() -> tuple[type[Pylock], type[PylockValidationError]]:
     return Pylock, PylockValidationError
 
 
-def _toml() -> Any:
+def toml_module() -> Any:
     """tomllib (Python 3.11+), else tomli."""
     for name in ("tomllib", "tomli"):
         try:
@@ -254,8 +256,7 @@ def _location(where: Origin, name: str, source: Any, filename: str, hashes: list
 
 
 def _package_lines(data: bytes) -> list[int]:
-    """The line of each `[[packages]]` table, in order (a lock written inline has none: its
-    entries are then cited by number only)."""
+    """The line of each `[[packages]]` table, in order."""
     text = data.decode("utf-8", errors="replace")
     return [number for number, line in enumerate(text.splitlines(), start=1)
             if _PACKAGES_HEADER_RE.match(line)]

@@ -132,9 +132,9 @@ def _uv_locate(start: Start, job: InstallJob, pins: Sequence[str], log: Log) -> 
           "--no-progress"], job, uv_sources(job.spec.options, job.env), "uv lock", log)
     data = output.read_bytes()
     load(output, data)  # validated as any lock we read
-    from extensibility.lockfile.read import _toml
+    from extensibility.lockfile.read import toml_module
 
-    packages = _toml().loads(data.decode("utf-8")).get("packages", [])
+    packages = toml_module().loads(data.decode("utf-8")).get("packages", [])
     return [_absolute_paths({k: v for k, v in p.items() if k in ("name", "version", "index",
                                                                  "wheels", "sdist", "archive")},
                             output.parent) for p in packages]
