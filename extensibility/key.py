@@ -18,9 +18,11 @@ SCHEMA = 1
 KEY_LENGTH = 16  # hex digits; short keeps script shebangs under the kernel's limit
 
 def key_document(start: Start, spec: RequirementsSpec,
-                 conda: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 conda: Mapping[str, Any] | None = None,
+                 lock: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The document the key hashes: the request as parsed (`spec`, and for a conda file its
-    key part) and what `start` read of the image, installer and settings."""
+    key part; for a lock file its own key part replaces the request: the lock's content) and
+    what `start` read of the image, installer and settings."""
     document = {
         "schema": SCHEMA,
         "installer": start.installer,
@@ -36,6 +38,8 @@ def key_document(start: Start, spec: RequirementsSpec,
         },
         "installer_settings": start.installer_settings,
     }
+    if lock is not None:
+        document["request"] = dict(lock)
     if conda is not None:  # absent for a requirements file: their keys stay as they were
         document["conda"] = dict(conda)
     return document

@@ -46,8 +46,9 @@ def apply_policy(settings: Settings, spec: RequirementsSpec,
                              "EXTENSIBILITY_WHEELHOUSE (the operator's offline folder)")
     if settings.require_hashes:
         for requirement in spec.requirements:
-            if not requirement.hashes or not (requirement.name is None
-                                              or _PINNED_RE.match(requirement.install_text)):
+            pinned = requirement.name is None or requirement.version is not None or \
+                _PINNED_RE.match(requirement.install_text)
+            if not requirement.hashes or not pinned:
                 raise _violation(f"{requirement.origin}", requirement.origin.text,
                                  "EXTENSIBILITY_REQUIRE_HASHES", "not pinned with == and --hash",
                                  "pin every requirement, its dependencies included, as "
@@ -91,6 +92,8 @@ def _local_links(spec: RequirementsSpec,
 
 
 def _is_direct(requirement: Requirement) -> bool:
+    if requirement.version is not None and requirement.local is None:
+        return " @ " in requirement.key_text  # a lock's archive; its index files are not
     return requirement.name is None or requirement.local is not None or " @ " in \
         requirement.install_text or "://" in requirement.install_text
 

@@ -163,7 +163,10 @@ def conflict_error(protection: Protection,
 
 
 def _pinned_version(requirement: Requirement) -> str | None:
-    """The version a `name==V` line (marker true) asks for; None for anything else."""
+    """The version a `name==V` line (marker true) or a lock's entry asks for; None for
+    anything else."""
+    if requirement.version is not None:
+        return requirement.version
     from packaging.requirements import InvalidRequirement
     from packaging.requirements import Requirement as Pep508Requirement
 

@@ -9,6 +9,7 @@ from extensibility.errors import (
     LibPathNotFound,
     RequirementsNotFound,
 )
+from extensibility.lockfile import is_lock_file
 from extensibility.log import Log
 from extensibility.redact import redact_url
 from extensibility.settings import Settings
@@ -37,10 +38,17 @@ class Request:
         """Whether packages are installed for it (a requirements or conda file)."""
         return self.kind in (REQUIREMENTS, CONDA)
 
+    @property
+    def is_lock(self) -> bool:
+        """A requirements variable naming a PEP 751 lock file (`pylock.toml`,
+        `pylock.NAME.toml`): installed as locked, nothing resolved (lockfile/)."""
+        return self.kind == REQUIREMENTS and self.path is not None and is_lock_file(self.path)
+
     def describe(self) -> str:
         if self.kind == NONE:
             return "no extra packages requested"
-        return f"{self.kind.replace('_', ' ')} {self.path} (from {self.variable})"
+        kind = "lock file" if self.is_lock else self.kind.replace("_", " ")
+        return f"{kind} {self.path} (from {self.variable})"
 
 
 def log_request(request: Request, log: Log) -> None:

@@ -67,7 +67,7 @@ class Origin:
     text: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.lineno}"
+        return f"{self.path}:{self.lineno}" if self.lineno else str(self.path)
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ class Requirement:
     hashes: tuple[str, ...] = ()
     extra_options: tuple[str, ...] = ()
     local: tuple[str, str] | None = None  # (absolute path, fingerprint) of a local artifact
+    version: str | None = None  # a lock file's entry: the exact version it installs
 
     def installer_line(self) -> str:
         parts = [f"-e {self.install_text}" if self.editable else self.install_text]
@@ -118,6 +119,9 @@ class RequirementsSpec:
     local_files: Mapping[str, str] = field(default_factory=dict)
     # every option line, for rules that must cite where an option was given
     option_lines: tuple[tuple[str, str | None, Origin], ...] = ()
+    # a lock file's selection (lockfile/read.py): installed exactly as it is, without
+    # dependencies or resolution
+    exact: bool = False
 
 
 @dataclass

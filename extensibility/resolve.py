@@ -1,6 +1,7 @@
 """The cold path's first half: read the request in full and compute its key.
 
-request file -> spec (requirements parser, or a conda file's decision and its PyPI part)
+request file -> spec (requirements parser, a lock file's selection, or a conda file's
+decision and its PyPI part)
 -> policy -> offline wheelhouse -> key document -> key. Never installs; `plan` stops here.
 """
 
@@ -23,6 +24,7 @@ from extensibility.start import Start
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from extensibility.conda.request import CondaRequest
+    from extensibility.lockfile.read import LockSelection
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Resolved:
     document: dict[str, Any]
     key: str
     protection: Protection  # what the request may not change (checked: no pin against it)
+    lock: LockSelection | None = None  # for a lock file: what it selects here
 
 
 def resolve(start: Start, log: Log) -> Resolved:
@@ -41,6 +44,7 @@ def resolve(start: Start, log: Log) -> Resolved:
     settings, path = start.settings, start.request_path
     assert start.request_data is not None
     conda = None
+    lock: LockSelection | None = None
     if start.request.kind == CONDA:
         from extensibility.conda.request import read_conda_request
 
@@ -48,6 +52,13 @@ def resolve(start: Start, log: Log) -> Resolved:
                                          image=start.image.distributions)
         for line in conda.describe():
             log.phase("conda", line)
+    elif start.request.is_lock:
+        from extensibility.lockfile.read import read_lock
+
+        spec, lock = read_lock(path, start.request_data, start.image.distributions,
+                               wheelhouse_folder(settings))
+        for line in lock.describe():
+            log.phase("lock", line)
     else:
         spec = parse_requirements(path, start.env, start.request_data)
     spec = apply_policy(settings, spec, start.env)
@@ -60,13 +71,14 @@ def resolve(start: Start, log: Log) -> Resolved:
                                     spec.requirements)
     if conda is None or conda.layout != CondaLayout.PYTHON:  # that layout has a Python of its own
         check_request(protection, spec)
-    document = key_document(start, spec, conda.key_part() if conda else None)
+    document = key_document(start, spec, conda.key_part() if conda else None,
+                            lock.key_part() if lock else None)
     key = key_of(document)
     hit = start.store.lookup(key) is not None
     log.phase("key", f"{key} ({len(spec.requirements)} requirements, "
               f"{len(spec.constraints)} constraints, installer {start.installer}): "
               f"{'hit' if hit else 'miss'}")
-    return Resolved(spec, conda, document, key, protection)
+    return Resolved(spec, conda, document, key, protection, lock)
 
 
 def _uv_can_install(spec: RequirementsSpec) -> None:

@@ -284,7 +284,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("conda_yaml", "AZUREML_EXTRA_CONDA_YAML", None,
             "Conda environment file, relative to the entry-script folder.", contract=True),
     Setting("requirements_txt", "AZUREML_EXTRA_REQUIREMENTS_TXT", None,
-            "pip requirements file, relative to the entry-script folder or absolute.",
+            "pip requirements file, or a PEP 751 lock file (pylock.toml, pylock.NAME.toml), "
+            "relative to the entry-script folder or absolute.",
             contract=True),
     Setting("model_dir", "AZUREML_MODEL_DIR", None,
             "Model folder, passed on to the server as --model_dir.", contract=True),

@@ -50,7 +50,8 @@ class Start:
         self.request_digest: str | None = None
         if request.installs:
             assert request.path is not None
-            what = "conda file" if request.kind == CONDA else "requirements file"
+            what = "conda file" if request.kind == CONDA else \
+                "lock file" if request.is_lock else "requirements file"
             self.request_data = read_request_file(request.path, what)
             self.request_digest = sha256_bytes(self.request_data)
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from extensibility.errors import UsageError
+from extensibility.errors import RequestNotSupported, UsageError
 from extensibility.inputs import read_request_file
 from extensibility.installers.options import pip_flags, pip_sources
 from extensibility.log import Log
@@ -56,6 +56,13 @@ def read_request(path: Path, env: Mapping[str, str], target: Target, settings: S
                  log: Log) -> RequirementsSpec:
     """A requirements file, or a conda file's PyPI part: its translated dependencies and its
     `pip:` section, as the overlay would install them for `target`'s Python."""
+    from extensibility.lockfile import is_lock_file
+
+    if is_lock_file(path):
+        raise RequestNotSupported(f"{path} is a lock file: `wheelhouse` and `prepare --target` "
+                                  "read requirements and conda files only",
+                                  fix="give the requirements file the lock was made from "
+                                  "(-r FILE)")
     if path.suffix.lower() not in (".yml", ".yaml"):
         return parse_requirements(path, env)
     from extensibility.conda.request import read_conda_request

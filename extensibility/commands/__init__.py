@@ -16,6 +16,8 @@ COMMANDS: Mapping[str, tuple[str, str]] = {
     "run": ("run", "prepare the environment and exec the server (the container entrypoint)"),
     "plan": ("plan", "show what a start would do, without installing"),
     "prepare": ("prepare", "build the environment and exit (image build time, init containers)"),
+    "lock": ("lock", "write the PEP 751 lock (pylock.toml) of what the request resolves to, "
+             "without installing"),
     "wheelhouse": ("wheelhouse", "download every wheel a request needs into a folder, with a "
                    "manifest, for EXTENSIBILITY_WHEELHOUSE (offline deployments)"),
     "doctor": ("doctor", "check the interpreter, installers, cache folder, server command and "

@@ -78,6 +78,7 @@ def _summary(start: Start, resolved: Resolved | None) -> dict[str, Any]:
         "cwd": str(settings.app_root),
         "settings": dict(sorted(settings.sources.items())),
         "conda": resolved.conda.describe() if resolved and resolved.conda else None,
+        "lock": resolved.lock.describe() if resolved and resolved.lock else None,
         "key_document": resolved.document if resolved else None,
     }
 
@@ -92,6 +93,8 @@ def _print(start: Start, resolved: Resolved | None, summary: dict[str, Any], *,
         print(f"ignored:   {variable} (lower precedence)")
     for line in summary["conda"] or ():
         print(f"conda:     {line}")
+    for line in summary["lock"] or ():
+        print(f"lock:      {line}")
     if resolved is not None:
         print(f"installer: {start.installer}")
         print(f"key:       {resolved.key}")

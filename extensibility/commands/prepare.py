@@ -12,6 +12,7 @@ from extensibility.commands.run import open_start, server_command
 from extensibility.errors import UsageError
 from extensibility.pipeline import Ready, environment_for
 from extensibility.request import resolve_request
+from extensibility.start import Start
 from extensibility.store import Store
 
 
@@ -25,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publish", action="store_true",
                         help="also publish the environment to EXTENSIBILITY_REMOTE_CACHE when "
                         "it is not there yet (a build this command claimed is always published)")
+    from extensibility.commands.lock import lock_argument
+
+    lock_argument(parser, "--lock", help_text="also write the lock of the prepared "
+                  "environment to FILE (what it adds to the image, each file with its URL and "
+                  "hashes), to commit and use as the request")
     parser.add_argument("-r", "--requirement", type=Path, metavar="FILE",
                         help="with --target: this file instead of the deployment's request")
     target_arguments(parser)
@@ -35,11 +41,29 @@ def main(args: argparse.Namespace, context: Context) -> int:
     if args.target is not None:
         return _into_folder(args, context)
     start = open_start(context, server_command(args.command, context.settings))
+    if args.lock_file is not None:
+        from extensibility.commands.lock import check_lock_name, check_lockable
+
+        check_lock_name(args.lock_file)
+        check_lockable(start)  # before anything is built
     ready = environment_for(start, context.log)
     context.log.outcome("prepare", f"ready: {ready.path}" if ready else "nothing to prepare")
     if ready is not None:
         _publish(start.store, ready, args.publish, context)
+        if args.lock_file is not None:
+            _write_lock(start, ready.path, args.lock_file, context)
     return 0
+
+
+def _write_lock(start: Start, environment: Path, path: Path, context: Context) -> None:
+    """The lock of what `environment` holds (not a new resolution: the packages built)."""
+    from extensibility.commands.lock import deliver
+    from extensibility.lockfile.resolution import environment_packages
+    from extensibility.resolve import resolve
+
+    resolved = resolve(start, context.log)
+    deliver(path, environment_packages(start, resolved, environment, context.log), start,
+            context.log)
 
 
 def _publish(store: Store, ready: Ready, asked: bool, context: Context) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from extensibility.installers.config import CONSTRAINTS_FILE, REQUIREMENTS_FILE
+from extensibility.installers.config import CONSTRAINTS_FILE, LOCK_FILE, REQUIREMENTS_FILE
 from extensibility.log import Log
 from extensibility.requirements import RequirementsSpec
 
@@ -38,12 +38,23 @@ class Installer(Protocol):
     def install(self, job: InstallJob, log: Log) -> InstallResult: ...
 
 
-def write_request_files(job: InstallJob) -> tuple[Path, Path | None]:
-    """The normalised request as files both installers read (absolute paths, hashes)."""
+def write_request_files(job: InstallJob, *,
+                        lock: bool = False) -> tuple[Path, Path | None]:
+    """The normalised request as files both installers read (absolute paths, hashes).
+    `lock`: a lock's selection as a lock file (PEP 751), which uv and pip 26 install as an
+    index would (no direct-URL record), instead of `name @ URL` lines."""
+    if lock and job.spec.exact:
+        from extensibility.lockfile.write import selection_text
+
+        selection = job.work_dir / LOCK_FILE
+        selection.write_text(selection_text(job.spec.requirements), encoding="utf-8")
+        return selection, None
     requirements = job.work_dir / REQUIREMENTS_FILE
     requirements.write_text("".join(r.installer_line() + "\n" for r in job.spec.requirements),
                             encoding="utf-8")
-    lines = [r.installer_line() for r in job.spec.constraints] + list(job.held)
+    # a lock's exact set was checked against what is held before any install (protection.py)
+    held = [] if job.spec.exact else list(job.held)
+    lines = [r.installer_line() for r in job.spec.constraints] + held
     if not lines:
         return requirements, None
     constraints = job.work_dir / CONSTRAINTS_FILE

@@ -18,7 +18,8 @@ from extensibility.redact import redact_url
 REQUIREMENTS_FILE = "requirements.txt"
 CONSTRAINTS_FILE = "constraints.txt"
 DELTA_FILE = "install.txt"  # uv's second step: exactly what its dry run would add
-REQUEST_FILES = (REQUIREMENTS_FILE, CONSTRAINTS_FILE, DELTA_FILE)
+LOCK_FILE = "pylock.toml"  # a lock's selection, as both installers read a lock (PEP 751)
+REQUEST_FILES = (REQUIREMENTS_FILE, CONSTRAINTS_FILE, DELTA_FILE, LOCK_FILE)
 
 # Variables that name where packages come from, by role.
 INDEX_VARIABLES = ("PIP_INDEX_URL", "UV_INDEX_URL", "UV_DEFAULT_INDEX")

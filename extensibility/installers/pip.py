@@ -20,7 +20,7 @@ _INSTALLED_RE = re.compile(r"^Successfully installed (?P<list>.+)$", re.MULTILIN
 
 class PipInstaller:
     def install(self, job: InstallJob, log: Log) -> InstallResult:
-        requirements, constraints = write_request_files(job)
+        requirements, constraints = write_request_files(job, lock=job.spec.exact and reads_locks())
         pip = ([sys.executable, "-m", "pip", "--python", str(job.python)] if job.isolated
                else [str(job.python), "-m", "pip"])
         command = [*pip, "install", "--no-input", "--progress-bar",
@@ -28,6 +28,8 @@ class PipInstaller:
                    "-r", str(requirements)]
         if constraints:
             command += ["-c", str(constraints)]
+        if job.spec.exact:  # a lock: exactly its files, nothing resolved
+            command.append("--no-deps")
         if not job.compile:
             command.append("--no-compile")
         if job.verbose:
@@ -40,6 +42,19 @@ class PipInstaller:
               fix="read pip's message above; fix the requirement it names, or make the "
               "package available from the index")
         return InstallResult(parse_installed(completed.output))
+
+
+def reads_locks() -> bool:
+    """Whether this pip (the image's, which the overlay runs) installs a lock file: pip 26+.
+    An older one is given the lock's files as `name @ URL --hash` lines (pip freeze then
+    shows them as direct URLs)."""
+    from importlib import metadata
+
+    try:
+        major = metadata.version("pip").split(".")[0]
+    except metadata.PackageNotFoundError:
+        return False
+    return major.isdigit() and int(major) >= 26
 
 
 def parse_installed(output: str) -> tuple[str, ...]:

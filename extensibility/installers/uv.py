@@ -33,9 +33,14 @@ class UvInstaller:
         self.binary = binary
 
     def install(self, job: InstallJob, log: Log) -> InstallResult:
-        requirements, constraints = write_request_files(job)
+        requirements, constraints = write_request_files(job, lock=True)
         request = ["-r", str(requirements)] + (["-c", str(constraints)] if constraints else [])
         flags = uv_flags(job.spec.options)
+        compiling = ["--compile-bytecode"] if job.compile else []
+        if job.spec.exact:  # a lock: its selection is the difference already, no dry run
+            self._run(job, log, ["pip", "install", "--no-deps", *compiling, "--python",
+                                 str(job.python), *request, *flags], "uv install")
+            return InstallResult(tuple(r.key_text for r in job.spec.requirements))
         dry_run = self._run(job, log, ["pip", "install", "--dry-run", "--python", job.image_python,
                                     *request, *flags], "uv resolve")
         added = parse_dry_run(dry_run, job.spec)
@@ -44,7 +49,6 @@ class UvInstaller:
             return InstallResult(())
         delta = job.work_dir / DELTA_FILE
         delta.write_text("".join(line + "\n" for line in added), encoding="utf-8")
-        compiling = ["--compile-bytecode"] if job.compile else []
         self._run(job, log, ["pip", "install", "--no-deps", *compiling, "--python",
                              str(job.python), "-r", str(delta), *flags], "uv install")
         return InstallResult(tuple(_summary(line) for line in added))
