@@ -244,7 +244,12 @@ def _check(timeout: float, site: Site, env: Mapping[str, str], log: Log) -> None
     protection = site.protection
     boot = start_boot_probe(site.python, protection.module, env) if protection.module else None
     try:
-        problems = new_problems([str(site.site_packages), *site.base_dirs], list(site.base_dirs))
+        paths = [str(site.site_packages), *site.base_dirs]
+        problems, leftovers = new_problems(paths, list(site.base_dirs),
+                                           _replacement_scope(site, paths))
+        for leftover in leftovers:
+            log.phase("check", f"note: {leftover} (left in the image for the replaced "
+                      f"{protection.server}; neither the new server nor the request needs it)")
         if problems and protection.mode != "off":
             raise CheckFailed("the environment is inconsistent:\n  " + "\n  ".join(problems),
                               fix="pin versions that satisfy these requirements, or set "
@@ -268,7 +273,24 @@ def _check(timeout: float, site: Site, env: Mapping[str, str], log: Log) -> None
         log.warning("check", f"{len(problems)} dependency conflicts accepted "
                     f"(EXTENSIBILITY_PROTECT=off); " + (proved or "no server to start"))
     else:
-        log.phase("check", "consistent" + (f"; {proved}" if proved else ""))
+        scoped = (f" for what the new {protection.server} and the request need "
+                  f"({len(leftovers)} leftovers noted)") if leftovers else ""
+        log.phase("check", f"consistent{scoped}" + (f"; {proved}" if proved else ""))
+
+
+def _replacement_scope(site: Site, paths: list[str]) -> set[str] | None:
+    """After the request replaced the server's package: what the new server and the request
+    need (the server, the request's names, everything the install added, transitively).
+    None (everything counts) when the server was not replaced."""
+    protection = site.protection
+    if protection.override is None or protection.server is None:
+        return None
+    from extensibility.consistency import needed_by
+    from extensibility.image import scan_distributions
+
+    roots = {protection.server, *(r.name for r in site.spec.requirements if r.name),
+             *(name for name, _ in scan_distributions(str(site.site_packages)))}
+    return needed_by(paths, roots)
 
 
 @contextlib.contextmanager
