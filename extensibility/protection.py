@@ -104,8 +104,15 @@ class Protection:
         return f"server: {self.server} at its version, {len(self.held) - 1} packages of its " \
                "closure held to the ranges it declares"
 
-    def constraint_lines(self) -> list[str]:
-        lines = (h.constraint() for h in sorted(self.held.values(), key=lambda h: h.name))
+    def constraint_lines(self, pinned_by: RequirementsSpec | None = None) -> list[str]:
+        """The installer's constraints. `pinned_by`: a request in hash-checking mode, where
+        uv takes only `==` constraints: each held range becomes the version the request pins
+        inside it (checked by `check_request`), else the image's. Nothing changes: in that
+        mode a package the request does not pin cannot be installed anyway."""
+        pins = {r.name: v for r in pinned_by.requirements if r.name
+                and (v := _pinned_version(r)) is not None} if pinned_by else {}
+        lines = (f"{h.name}=={pins.get(h.name, h.version)}" if pinned_by else h.constraint()
+                 for h in sorted(self.held.values(), key=lambda h: h.name))
         return [line for line in lines if line]
 
 
