@@ -11,7 +11,7 @@ from extensibility.commands.parser import command_argument, target_arguments
 from extensibility.commands.run import open_start, server_command
 from extensibility.errors import UsageError
 from extensibility.pipeline import environment_for
-from extensibility.request import resolve_request
+from extensibility.request import LIB_PATH, resolve_request
 from extensibility.start import Start
 
 
@@ -36,6 +36,10 @@ def main(args: argparse.Namespace, context: Context) -> int:
         return _into_folder(args, context)
     start = open_start(context, server_command(args.command, context.settings))
     environment = environment_for(start, context.log)
+    if start.request.kind == LIB_PATH and start.request.path is not None:
+        from extensibility.libpath import check_lib_path
+
+        check_lib_path(start, start.request.path, context.log)  # remembered for the start
     context.log.phase("prepare", f"ready: {environment}" if environment else "nothing to prepare")
     if environment is not None:
         _publish(start, environment, args.publish, context)
