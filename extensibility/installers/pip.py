@@ -18,6 +18,7 @@ from extensibility.process import check, run_streaming
 from extensibility.redact import redact_url
 
 _DEBUG_LOG = "pip-debug.log"
+_FETCH_FAILED = "Could not fetch URL"
 _INSTALLED_RE = re.compile(r"^Successfully installed (?P<list>.+)$", re.MULTILINE)
 
 
@@ -58,7 +59,8 @@ def _index_refusals(debug_log: Path) -> list[str]:
     removed: it is not kept with the environment."""
     try:
         with debug_log.open(encoding="utf-8", errors="replace") as lines:
-            found = [redact_url(line.strip()) for line in lines if "Could not fetch URL" in line]
+            found = [redact_url(line[line.index(_FETCH_FAILED):].strip()) for line in lines
+                     if _FETCH_FAILED in line]  # without the log's timestamp
         debug_log.unlink()
     except OSError:
         return []
