@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import re
 import signal
 import time
 from collections.abc import Iterator, Mapping
@@ -20,6 +19,7 @@ from extensibility.errors import BuildInterrupted, CheckFailed, InstallFailed
 from extensibility.faults import pause
 from extensibility.installers.config import (
     REQUEST_FILES,
+    REQUIREMENTS_FILE,
     installer_environment,
     unchecked_variables,
 )
@@ -35,6 +35,7 @@ from extensibility.start import Start
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from extensibility.remote.cache import Claim, RemoteCache
+    from extensibility.requirements import RequirementsSpec
 
 
 def ensure_environment(start: Start, resolved: Resolved, log: Log
@@ -184,27 +185,38 @@ def _install(start: Start, site: Site, work_dir: Path, log: Log) -> tuple[str, .
     if ignored:
         log.warning("policy", f"not passed to the installer (the policy does not check them): "
                     f"{', '.join(ignored)}; config files are not read either")
+    env = installer_environment(start.env, start.installer, downloads,
+                                settings.retries, offline=settings.wheelhouse is not None,
+                                checked_only=checked_only)
+    hashing = site.spec if _hash_checking(site.spec, env) else None
     job = InstallJob(python=site.python, image_python=site.resolve_python, spec=site.spec,
-                     work_dir=work_dir, timeout=settings.install_timeout,
-                     env=installer_environment(start.env, start.installer, downloads,
-                                               settings.retries,
-                                               offline=settings.wheelhouse is not None,
-                                               checked_only=checked_only),
-                     held=tuple(site.protection.constraint_lines()), isolated=site.isolated,
+                     work_dir=work_dir, timeout=settings.install_timeout, env=env,
+                     held=tuple(site.protection.constraint_lines(hashing)),
+                     isolated=site.isolated,
                      compile=start.compile_at_build, verbose=log.verbosity >= VERBOSE)
     try:
         result = make_installer(start.installer, start.uv_binary).install(job, log)
         if downloads.is_dir():  # what the installers cached is private too (uv's lock files)
             safety.secure_tree(downloads)
     except InstallFailed as failure:
-        _blame_held(site, start.request_path, failure)
+        blamed = _blame_held(site, start.request_path, work_dir, failure)
         wheels = wheelhouse_folder(settings)
         if wheels is not None:
-            raise explain_missing(failure, wheels) from failure
-        raise
+            raise explain_missing(blamed, wheels) from failure
+        if blamed is failure:
+            raise
+        raise blamed from failure
     finally:
         _redact_request_files(work_dir)
     return result.installed
+
+
+def _hash_checking(spec: RequirementsSpec, env: Mapping[str, str]) -> bool:
+    """Whether the installer runs in hash-checking mode (a `--require-hashes` line,
+    EXTENSIBILITY_REQUIRE_HASHES, or the user's PIP_/UV_REQUIRE_HASHES)."""
+    return spec.options.require_hashes or any(
+        env.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+        for name in ("PIP_REQUIRE_HASHES", "UV_REQUIRE_HASHES"))
 
 
 def _redact_request_files(work_dir: Path) -> None:
@@ -231,24 +243,43 @@ def _changes(baseline: Mapping[str, str], site_packages: Path) -> list[str]:
     return lines
 
 
-def _blame_held(site: Site, request_file: Path, failure: InstallFailed) -> None:
-    """An installer failure that names held packages is a conflict with the server; the
-    user's lines the installer names are cited (file and line)."""
+def _blame_held(site: Site, request_file: Path, work_dir: Path,
+                failure: InstallFailed) -> InstallFailed:
+    """A failure where something depends on a held package is a conflict with the server
+    (raised, citing the lines involved). Else the failure to report: with the user's lines
+    it is about (FILE:LINE), and what an index that refused the credentials answered."""
+    from extensibility.blame import depended_on, describe, error_section, index_refusal, involved
+
     protection = site.protection
-    named = [h for n, h in protection.held.items() if _mentions(failure.message, n)]
-    if not named:
-        return
-    culprits = [r for r in site.spec.requirements
-                if r.name and r.name not in protection.held and _mentions(failure.message, r.name)]
-    reasons = [f"{h.name} is held to {h.constraint()}: {h.why()}" for h in named]
-    conflicts = [(str(r.origin), r.origin.text, reasons) for r in culprits] or \
-        [(str(request_file), "the request", reasons)]
-    raise conflict_error(protection, conflicts,
-                         detail=f"the installer said:\n{failure.message}") from failure
-
-
-def _mentions(text: str, name: str) -> bool:
-    return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text, re.IGNORECASE) is not None
+    section = error_section(failure.output)
+    written = str(work_dir / REQUIREMENTS_FILE)
+    named = [h for n, h in protection.held.items() if depended_on(section, n)]
+    if named:
+        culprits = involved(site.spec, section, written, excluded=protection.held)
+        reasons = [f"{h.name} is held to {h.constraint()}: {h.why()}" for h in named]
+        conflicts = [(str(r.origin), r.origin.text, reasons) for r in culprits] or \
+            [(str(request_file), "the request", reasons)]
+        raise conflict_error(protection, conflicts,
+                             detail=f"the installer said:\n{failure.message}") from failure
+    refused = index_refusal(failure.output)
+    lines = involved(site.spec, section, written)
+    if refused is None and not lines:
+        return failure
+    message = failure.message
+    if lines:
+        message += f"\nthe request's line{'s' if len(lines) > 1 else ''} it names:\n" + \
+            describe(lines)
+    fix = failure.fix
+    if refused is not None:
+        status, said = refused
+        message += f"\nthe package index answered HTTP {status}: the credentials were " \
+            f"refused ({said})"
+        fix = ("check the user name and password (or token) of the index URL: PIP_INDEX_URL, "
+               "PIP_EXTRA_INDEX_URL (UV_* for uv), or the request's --index-url / "
+               "--extra-index-url line; a token may have expired")
+    blamed = InstallFailed(message, fix=fix)
+    blamed.output = failure.output
+    return blamed
 
 
 def _check(timeout: float, site: Site, env: Mapping[str, str], log: Log) -> None:
@@ -260,7 +291,12 @@ def _check(timeout: float, site: Site, env: Mapping[str, str], log: Log) -> None
     protection = site.protection
     boot = start_boot_probe(site.python, protection.module, env) if protection.module else None
     try:
-        problems = new_problems([str(site.site_packages), *site.base_dirs], list(site.base_dirs))
+        paths = [str(site.site_packages), *site.base_dirs]
+        problems, leftovers = new_problems(paths, list(site.base_dirs),
+                                           _replacement_scope(site, paths))
+        for leftover in leftovers:
+            log.phase("check", f"note: {leftover} (left in the image for the replaced "
+                      f"{protection.server}; neither the new server nor the request needs it)")
         if problems and protection.mode != ProtectMode.OFF:
             raise CheckFailed("the environment is inconsistent:\n  " + "\n  ".join(problems),
                               fix="pin versions that satisfy these requirements, or set "
@@ -284,7 +320,24 @@ def _check(timeout: float, site: Site, env: Mapping[str, str], log: Log) -> None
         log.warning("check", f"{len(problems)} dependency conflicts accepted "
                     f"(EXTENSIBILITY_PROTECT=off); " + (proved or "no server to start"))
     else:
-        log.phase("check", "consistent" + (f"; {proved}" if proved else ""))
+        scoped = (f" for what the new {protection.server} and the request need "
+                  f"({len(leftovers)} leftovers noted)") if leftovers else ""
+        log.phase("check", f"consistent{scoped}" + (f"; {proved}" if proved else ""))
+
+
+def _replacement_scope(site: Site, paths: list[str]) -> set[str] | None:
+    """After the request replaced the server's package: what the new server and the request
+    need (the server, the request's names, everything the install added, transitively).
+    None (everything counts) when the server was not replaced."""
+    protection = site.protection
+    if protection.override is None or protection.server is None:
+        return None
+    from extensibility.consistency import needed_by
+    from extensibility.image import scan_distributions
+
+    roots = {protection.server, *(r.name for r in site.spec.requirements if r.name),
+             *(name for name, _ in scan_distributions(str(site.site_packages)))}
+    return needed_by(paths, roots)
 
 
 @contextlib.contextmanager

@@ -46,6 +46,7 @@ class ServerNotFound(ExtensibilityError):
 class InstallFailed(ExtensibilityError):
     exit_code = 95
     title = "installation failed"
+    output = ""  # what the installer printed (redacted), to find the user's lines it names
 
 
 class RequestInvalid(InstallFailed):

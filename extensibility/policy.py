@@ -20,6 +20,7 @@ from extensibility.installers.config import (
     INDEX_VARIABLES,
     LINK_VARIABLES,
     SOURCE_VARIABLES,
+    split_sources,
 )
 from extensibility.redact import redact_url
 from extensibility.requirements import Requirement, RequirementsSpec
@@ -86,7 +87,7 @@ def _local_links(spec: RequirementsSpec,
                                                     value.startswith("file:")):
             yield str(origin), origin.text, value
     for variable in LINK_VARIABLES:
-        for path in env.get(variable, "").split():
+        for path in split_sources(variable, env.get(variable, "")):
             if "://" not in path or path.startswith("file:"):
                 yield f"the environment variable {variable}", path, path
 
@@ -120,7 +121,7 @@ def _sources(spec: RequirementsSpec,
             yield str(origin), origin.text, value
     env_index = False
     for variable in SOURCE_VARIABLES:
-        for url in env.get(variable, "").split():
+        for url in split_sources(variable, env.get(variable, "")):
             if "://" in url:
                 env_index = env_index or variable in INDEX_VARIABLES
                 yield f"the environment variable {variable}", redact_url(url), url

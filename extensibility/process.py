@@ -146,5 +146,7 @@ def check(completed: Completed, label: str, subject: str, timeout: float, fix: s
                             f"{subject}:\n{completed.tail}",
                             fix="free space on the volume of EXTENSIBILITY_CACHE_DIR, or point "
                             "it at a larger one (extensibility gc removes unused environments)")
-    raise InstallFailed(f"{label} failed (exit {completed.returncode}) installing {subject}:\n"
-                        f"{completed.tail}", fix=fix)
+    failure = InstallFailed(f"{label} failed (exit {completed.returncode}) installing "
+                            f"{subject}:\n{completed.tail}", fix=fix)
+    failure.output = completed.output
+    raise failure

@@ -4,10 +4,13 @@ Modes (EXTENSIBILITY_PROTECT):
 - `server` (default) holds what the server *needs*: the server's package at its installed
   version, and each package of its dependency closure to the ranges the installed
   requirers declare in their metadata (`psutil>=5.9,<8`), transitively. A pin inside those
-  ranges is the user's choice and is installed. A request that names the server's package
-  itself is a deliberate choice too: it is honoured (installed into the overlay, shown as an
-  override) and nothing of the image's closure is held; that version's own requirements
-  are the resolver's to meet, and the build check proves the server still boots.
+  ranges is the user's choice and is installed. A request line for the server's package
+  that the image's version does not satisfy (`==1.4.1`, `<1.5`, a URL) is a deliberate
+  choice too: it is honoured (installed into the overlay, shown as an override) and nothing
+  of the image's closure is held; that version's own requirements are the resolver's to
+  meet, the build check covers what the new server and the request need, and the server
+  must boot. A line the image's version satisfies (an unpinned mention, as MLflow writes)
+  replaces nothing: the server stays held.
 - `image` holds every image package at its installed version;
 - `off` holds nothing (conflicts become warnings; a server that cannot boot still fails).
 
@@ -102,8 +105,15 @@ class Protection:
         return f"server: {self.server} at its version, {len(self.held) - 1} packages of its " \
                "closure held to the ranges it declares"
 
-    def constraint_lines(self) -> list[str]:
-        lines = (h.constraint() for h in sorted(self.held.values(), key=lambda h: h.name))
+    def constraint_lines(self, pinned_by: RequirementsSpec | None = None) -> list[str]:
+        """The installer's constraints. `pinned_by`: a request in hash-checking mode, where
+        uv takes only `==` constraints: each held range becomes the version the request pins
+        inside it (checked by `check_request`), else the image's. Nothing changes: in that
+        mode a package the request does not pin cannot be installed anyway."""
+        pins = {r.name: v for r in pinned_by.requirements if r.name
+                and (v := _pinned_version(r)) is not None} if pinned_by else {}
+        lines = (f"{h.name}=={pins.get(h.name, h.version)}" if pinned_by else h.constraint()
+                 for h in sorted(self.held.values(), key=lambda h: h.name))
         return [line for line in lines if line]
 
 
@@ -119,11 +129,29 @@ def resolve_protection(mode: ProtectMode, module: str | None, image: Image,
     server = _providing_distribution(module, dists) if module else None
     if server is None:
         return Protection(mode, module, None)
+    version = dists[server].version
     for requirement in requested:
-        if requirement.name == server:
-            return Protection(mode, module, server, override=(dists[server].version,
-                                                               requirement))
+        if requirement.name == server and not _satisfied_by(requirement, version):
+            return Protection(mode, module, server, override=(version, requirement))
     return Protection(mode, module, server, _closure(server, dists))
+
+
+def _satisfied_by(requirement: Requirement, version: str) -> bool:
+    """Whether the image's `version` meets the line (`name`, `name>=1.4`, `name[extra]`; a
+    marker false here asks for nothing): then the server stays held like any other line.
+    A URL, a local path or a version outside the line's range replaces it."""
+    from packaging.requirements import InvalidRequirement
+    from packaging.requirements import Requirement as Pep508Requirement
+
+    if requirement.local is not None or requirement.editable:
+        return False
+    try:
+        parsed = Pep508Requirement(requirement.install_text)
+    except InvalidRequirement:
+        return False
+    if parsed.marker is not None and not parsed.marker.evaluate():
+        return True
+    return parsed.url is None and parsed.specifier.contains(version, prereleases=True)
 
 
 def check_request(protection: Protection, spec: RequirementsSpec) -> None:

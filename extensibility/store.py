@@ -68,6 +68,7 @@ class Store:
         self.envs = root / "envs"
         self.locks = root / "locks"
         self.warm = root / "warm"  # warm.py's notes
+        self.libpath = root / "libpath"  # libpath.py's verdicts on lib-path folders
         self.downloads = root / "downloads"  # the installers' own caches (private)
 
     def build_lock_path(self, key: str) -> Path:
@@ -81,6 +82,9 @@ class Store:
 
     def warm_note_path(self, digest: str) -> Path:
         return self.warm / f"{digest}.json"
+
+    def libpath_note_path(self, digest: str) -> Path:
+        return self.libpath / f"{digest}.json"
 
     def origin(self, key: str) -> dict[str, Any] | None:
         return read_json(self.meta_dir(key) / ORIGIN)

@@ -7,6 +7,7 @@ Nothing here reaches the internet. The simulated image is built offline from
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,6 +20,7 @@ import requests
 
 from tests.support import (
     IMAGE_WHEELHOUSE,
+    SERVER_RELEASES,
     ImageVenv,
     Index,
     build_image,
@@ -27,7 +29,7 @@ from tests.support import (
     start_index,
     wait_for,
 )
-from tests.wheels import build_wheel, relabel_wheel
+from tests.wheels import build_wheel
 
 pytest_plugins = ["tests.azurite"]  # the Azure Storage emulator: `azurite`, `container`
 
@@ -71,10 +73,6 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # an opentelemetry-sdk the server's app cannot import from: importing the console script's
     # module works, creating the app (as each worker does at boot) fails
     build_wheel(folder, "opentelemetry-sdk", "99.0", modules={"opentelemetry/sdk/__init__.py": ""})
-    # the real scoring server relabelled as another release, for a request that pins it
-    server = next(IMAGE_WHEELHOUSE.glob("azureml_inference_server_http-*.whl"), None)
-    if server is not None:
-        relabel_wheel(server, folder, "1.4.1")
     build_wheel(folder, "breaks-cors", "1.0", modules={
         "flask_cors/__init__.py": "raise ImportError('flask_cors broken on purpose')\n"})
     return folder
@@ -83,6 +81,23 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def index(packages: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
     served = start_index(packages, tmp_path_factory.mktemp("index") / "pypiserver.log")
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="session")
+def releases_index(packages: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
+    """A real index serving real older releases of the scoring server with their
+    dependencies (`.cache/server-releases`, downloaded once by `./dev`), and the test app's
+    `greeting`."""
+    if not any(SERVER_RELEASES.glob("azureml_inference_server_http-*.whl")):
+        pytest.fail(f"no server releases at {SERVER_RELEASES}: run `./dev test`, which "
+                    "downloads them once (tests themselves never reach the network)")
+    folder = tmp_path_factory.mktemp("releases")
+    for wheel in (*SERVER_RELEASES.glob("*.whl"), *packages.glob("greeting-*.whl"),
+                  *packages.glob("tinydep-*.whl")):
+        shutil.copy(wheel, folder)
+    served = start_index(folder, tmp_path_factory.mktemp("releases-index") / "pypiserver.log")
     yield served
     served.stop()
 

@@ -17,6 +17,8 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 IMAGE_WHEELHOUSE = Path(os.environ.get("EXTENSIBILITY_TEST_WHEELHOUSE",
                                        REPO / ".cache" / "image-wheels"))
+# Real older releases of the scoring server with their dependencies (`./dev` downloads them)
+SERVER_RELEASES = REPO / ".cache" / "server-releases"
 # Inherited variables that would make installs depend on this machine, not the test.
 _LEAKY_PREFIXES = ("PIP_", "UV_", "EXTENSIBILITY_", "AZUREML_", "AML_", "PYTHON", "CONDA_")
 

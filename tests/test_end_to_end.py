@@ -173,7 +173,7 @@ def test_lib_path_takes_precedence_over_requirements(
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "42"
     assert "AZUREML_EXTRA_REQUIREMENTS_TXT is ignored" in result.stderr
-    assert not cache.exists()
+    assert [p.name for p in cache.iterdir()] == ["libpath"]  # the folder's verdict, no env
 
 
 @pytest.mark.parametrize(

@@ -188,23 +188,3 @@ def test_a_server_that_cannot_boot_is_never_published(
     else:
         assert "'opentelemetry-sdk==99.0'" in result.stderr and "running" not in result.stderr
     assert not list(cache.glob("envs/*"))
-
-
-@pytest.mark.parametrize("installer", INSTALLERS)
-def test_a_pin_of_the_server_itself_is_honoured(
-    installer: str, image: ImageVenv, app: Path, cache: Path, index: Index, tmp_path: Path,
-    start_server: StartServer,
-) -> None:
-    """A published sample pins azureml-inference-server-http==1.4.1: the image would install
-    it and serve with it; so do we, and say so."""
-    env = env_for(tmp_path, image, app, cache, index,
-                  "greeting\nazureml-inference-server-http==1.4.1",
-                  EXTENSIBILITY_INSTALLER=installer)
-    server = start_server(image, env)
-    assert server.score({}).json() == {"greeting": "HELLO WORLD"}
-    log = server.output()
-    assert "azureml-inference-server-http 1.5.1 is replaced as the request asks" in log
-    assert "azureml-inference-server-http 1.5.1 -> 1.4.1 (overrides the image)" in log
-    probe = run_entrypoint(image, env, "run", "--", "python", "-c", "import importlib.metadata"
-                           " as m; print(m.version('azureml-inference-server-http'))")
-    assert probe.stdout.strip() == "1.4.1"

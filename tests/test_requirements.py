@@ -173,7 +173,7 @@ def test_index_options_become_each_installers_flags_and_sources_variables() -> N
                                           "PIP_FIND_LINKS": "/w"}
     assert uv_sources(options, user) == {"UV_INDEX_URL": "https://u:t@i",
                                          "UV_EXTRA_INDEX_URL": "https://e",
-                                         "UV_FIND_LINKS": "/v /w"}
+                                         "UV_FIND_LINKS": "/v,/w"}  # uv splits it on commas
 
 
 def test_variables_are_expanded_on_a_continued_last_line(tmp_path: Path) -> None:

@@ -51,29 +51,3 @@ def build_wheel(
         for path, data in files.items():
             archive.writestr(path, data)
     return wheel
-
-
-def relabel_wheel(source: Path, directory: Path, version: str) -> Path:
-    """A copy of a real wheel under another version number (its dist-info renamed, METADATA
-    and RECORD rewritten): the same code, seen by installers as another release."""
-    name, old_version, rest = source.name.split("-", 2)
-    old_info, new_info = f"{name}-{old_version}.dist-info/", f"{name}-{version}.dist-info/"
-    files: dict[str, bytes] = {}
-    with zipfile.ZipFile(source) as archive:
-        for item in archive.namelist():
-            data = archive.read(item)
-            if item.startswith(old_info):
-                item = new_info + item[len(old_info):]
-            if item == f"{new_info}METADATA":
-                data = data.replace(f"\nVersion: {old_version}\n".encode(),
-                                    f"\nVersion: {version}\n".encode(), 1)
-            if item != f"{new_info}RECORD":
-                files[item] = data
-    record = "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in files.items())
-    files[f"{new_info}RECORD"] = (record + f"{new_info}RECORD,,\n").encode()
-    directory.mkdir(parents=True, exist_ok=True)
-    wheel = directory / f"{name}-{version}-{rest}"
-    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
-    return wheel

@@ -11,7 +11,7 @@ from extensibility.commands.parser import command_argument, target_arguments
 from extensibility.commands.run import open_start, server_command
 from extensibility.errors import UsageError
 from extensibility.pipeline import Ready, environment_for
-from extensibility.request import resolve_request
+from extensibility.request import LIB_PATH, resolve_request
 from extensibility.start import Start
 from extensibility.store import Store
 
@@ -47,6 +47,10 @@ def main(args: argparse.Namespace, context: Context) -> int:
         check_lock_name(args.lock_file)
         check_lockable(start)  # before anything is built
     ready = environment_for(start, context.log)
+    if start.request.kind == LIB_PATH and start.request.path is not None:
+        from extensibility.libpath import check_lib_path
+
+        check_lib_path(start, start.request.path, context.log)  # remembered for the start
     context.log.outcome("prepare", f"ready: {ready.path}" if ready else "nothing to prepare")
     if ready is not None:
         _publish(start.store, ready, args.publish, context)

@@ -77,6 +77,10 @@ def serve(context: Context, command: Sequence[str]) -> int:
 
             hand_over(ready.claim, start.env, context.log)
     lib_path = start.request.path if start.request.kind == LIB_PATH else None
+    if lib_path is not None:
+        from extensibility.libpath import check_lib_path
+
+        check_lib_path(start, lib_path, context.log)
     handoff = prepare_handoff(context.settings, command, context.env, environment, lib_path)
     context.log.outcome("exec", f"{handoff.describe()} (cwd {handoff.cwd})")
     execute(handoff, context.umask)

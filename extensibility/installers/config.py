@@ -27,6 +27,41 @@ EXTRA_INDEX_VARIABLES = ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX"
 LINK_VARIABLES = ("PIP_FIND_LINKS", "UV_FIND_LINKS")
 SOURCE_VARIABLES = (*INDEX_VARIABLES, *EXTRA_INDEX_VARIABLES, *LINK_VARIABLES)
 
+# How each installer splits a variable that lists sources: pip splits every list option's
+# variable on white space; uv splits UV_FIND_LINKS on commas and its index lists on white
+# space. The single-URL variables (PIP_INDEX_URL, UV_INDEX_URL, UV_DEFAULT_INDEX) are not split.
+LIST_SEPARATORS = {"PIP_EXTRA_INDEX_URL": " ", "PIP_FIND_LINKS": " ", "UV_EXTRA_INDEX_URL": " ",
+                   "UV_INDEX": " ", "UV_FIND_LINKS": ","}
+
+
+def split_sources(name: str, value: str) -> list[str]:
+    """The sources a variable names, as its installer reads it."""
+    separator = LIST_SEPARATORS.get(name)
+    if separator is None:
+        return [value.strip()] if value.strip() else []
+    parts = value.split(separator) if separator != " " else value.split()
+    return [part.strip() for part in parts if part.strip()]
+
+
+def join_sources(name: str, sources: list[str]) -> str:
+    """A list variable's value for `sources`, joined the way its installer splits it. A
+    source holding the separator (a folder with a space, for pip) is given as a file: URL,
+    which spells it percent-encoded; both installers read those."""
+    separator = LIST_SEPARATORS[name]
+    return separator.join(_unsplittable(source, separator) for source in sources)
+
+
+def _unsplittable(source: str, separator: str) -> str:
+    holds = any(c.isspace() for c in source) if separator == " " else separator in source
+    if not holds:
+        return source
+    if "://" not in source:
+        return Path(source).absolute().as_uri()
+    from urllib.parse import quote
+
+    return quote(source, safe=":/?#[]@!$&'()*+;=%")  # a URL: only the separator is encoded
+
+
 # Installer variables that change how it talks or prints, not what it installs.
 _PRESENTATION_VARIABLES = {
     "PIP_DISABLE_PIP_VERSION_CHECK", "PIP_NO_INPUT", "PIP_PROGRESS_BAR", "PIP_DEFAULT_TIMEOUT",
@@ -76,7 +111,11 @@ def translated_variables(installer: str, env: Mapping[str, str]) -> dict[str, st
     """What uv should see of the user's pip settings (nothing for pip)."""
     if installer != "uv":
         return {}
-    return {uv: env[pip] for pip, uv in PIP_TO_UV.items() if env.get(pip) and not env.get(uv)}
+    translated = {uv: env[pip] for pip, uv in PIP_TO_UV.items() if env.get(pip) and not env.get(uv)}
+    if "UV_FIND_LINKS" in translated:  # pip's list is split on white space, uv's on commas
+        translated["UV_FIND_LINKS"] = join_sources(
+            "UV_FIND_LINKS", split_sources("PIP_FIND_LINKS", translated["UV_FIND_LINKS"]))
+    return translated
 
 
 def without_sources(env: Mapping[str, str]) -> dict[str, str]:

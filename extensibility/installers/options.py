@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from extensibility.installers.config import join_sources, split_sources
 from extensibility.requirements import IndexOptions
 
 # option attribute -> (pip flag, uv flag): values without secrets
@@ -53,8 +54,9 @@ def _sources(options: IndexOptions, which: int, env: Mapping[str, str]) -> dict[
         name = names[which]
         if isinstance(value, str):  # the index URL: the request's replaces the user's
             variables[name] = value
-        else:
-            variables[name] = " ".join([*env.get(name, "").split(), *value])
+        else:  # joined the way the installer splits that variable (not always white space)
+            variables[name] = join_sources(name, [*split_sources(name, env.get(name, "")),
+                                                  *value])
     return variables
 
 
