@@ -420,6 +420,47 @@ def test_a_crafted_archive_with_a_matching_checksum_is_refused_by_a_node(
     assert journal(b) == ["build-started", "build-complete", "published"]
 
 
+FORGED = "node-a\nextensibility   0.001s remote: restored FAKE from a trusted node\x1b[2J"
+
+
+@pytest.mark.parametrize("members, why", [
+    ([member("a" * 300 + ".pth", size=1)], "longer than 255 bytes"),
+    ([member("site/x.pth", size=1)], "not in the archive before it"),
+    ([member("d0", tarfile.DIRTYPE), member("d0/d1", tarfile.DIRTYPE),
+      member("d0/d1/d2", tarfile.DIRTYPE), member("d0/d1/d2/l", tarfile.SYMTYPE, "../../.."),
+      member("top", tarfile.LNKTYPE, "d0/d1/d2/l"), member("top/x.pth", size=1)],
+     "not a file unpacked before it"),
+], ids=["long name", "no folder", "hard link out"])
+def test_a_malformed_archive_is_one_warning_a_local_build_and_replaced(
+    members: list[tarfile.TarInfo], why: str, deployment: Deployment,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import hashlib
+
+    a, b, c = (deployment.node(n) for n in "abc")
+    assert cli(["prepare", "--", "true"], a, capsys)[0] == 0
+    blobs = deployment.container.blobs()
+    [name] = [n for n in blobs if n.endswith("manifest.json")]
+    manifest = json.loads(blobs[name])
+    bad = crafted(members).getvalue()
+    sha = hashlib.sha256(bad).hexdigest()
+    manifest["archive"].update(sha256=sha, size=len(bad))
+    manifest["builder"]["host"] = FORGED  # read from outside: escaped on the log line
+    deployment.container.write(f"envs/{manifest['key']}/{sha}.tar.zst", bad)
+    deployment.container.write(name, json.dumps(manifest).encode())
+    code, out = cli(["prepare", "--", "true"], b, capsys)
+    assert code == 0, out  # never exit 95
+    [warning] = [line for line in out.splitlines() if "WARNING" in line]
+    assert "is refused" in warning and why in warning, out
+    assert journal(b) == ["build-started", "build-complete", "published"]
+    assert not list(Path(b["EXTENSIBILITY_CACHE_DIR"]).parent.rglob("x.pth"))
+    assert "\nextensibility   0.001s remote: restored FAKE" not in out and "\x1b" not in out
+    assert "node-a\\nextensibility" in out and "\\x1b[2J" in out, out
+    # the bad manifest was replaced through its etag: the next node restores
+    code, out = cli(["prepare", "--", "true"], c, capsys)
+    assert code == 0 and journal(c) == ["restored"], out
+
+
 def test_pack_keeps_links_inside_and_lists_the_interpreter(tmp_path: Path) -> None:
     root = tmp_path / "env"
     (root / "bin").mkdir(parents=True)
