@@ -123,9 +123,10 @@ SETTINGS: tuple[Setting, ...] = (
             "https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX][?SAS]. A miss is built "
             "once (a blob lease) and published; other nodes restore it (docs/scale-out.md). "
             "Needs the [remote] extra."),
-    Setting("remote_wait", "EXTENSIBILITY_REMOTE_WAIT", "600",
+    Setting("remote_wait", "EXTENSIBILITY_REMOTE_WAIT", "120",
             "Seconds a start waits for another node that is building the same environment "
-            "to publish it, before building it here."),
+            "to publish it, before building it here (the default leaves a local build most "
+            "of the 300 s Azure ML's default liveness probe allows)."),
     Setting("install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT", "1800",
             "Seconds an installer may run before it is stopped and the start fails (exit 95)."),
     Setting("retries", "EXTENSIBILITY_RETRIES", "3",

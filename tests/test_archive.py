@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import zstandard
 from extensibility.remote.archive import UnsafeArchive, pack, unpack
 
 
-def compressed(members: list[tuple[tarfile.TarInfo, bytes | None]],
+def compressed(members: Sequence[tuple[tarfile.TarInfo, bytes | None]],
                fmt: int = tarfile.PAX_FORMAT) -> io.BytesIO:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=fmt) as tar:
@@ -76,7 +77,7 @@ def test_a_hard_link_to_an_inside_link_cannot_lead_a_member_out(tmp_path: Path,
     # `top -> ../../..`, three levels out: top/image/site-packages/x.pth lands in the image
     members = [*deep(3), link("d0/d1/d2/l", "../../.."),
                link("top", "d0/d1/d2/l", tarfile.LNKTYPE), file("top/image/site-packages/x.pth")]
-    with pytest.raises(UnsafeArchive, match="hard link .* not a file unpacked before it"):
+    with pytest.raises(UnsafeArchive, match=r"hard link .* not a file unpacked before it"):
         unpack_into(tmp_path, compressed(members))
     assert written_outside(tmp_path) == []
 

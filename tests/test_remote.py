@@ -234,6 +234,43 @@ def test_a_node_that_waited_too_long_builds_here(
     assert builder.wait(timeout=300) == 0
 
 
+@pytest.mark.slow  # a lease nobody renews is noticed after STALE_SECONDS of the waiter's clock
+def test_a_lease_nobody_renews_is_stale_broken_and_taken_over(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from extensibility.remote.cache import STALE_SECONDS
+
+    a = deployment.node("a")
+    assert cli(["prepare", "--", "true"], a, capsys)[0] == 0
+    blobs = deployment.container.blobs()
+    [name] = [n for n in blobs if n.endswith("manifest.json")]
+    key = name.split("/")[1]
+    client = deployment.container.client()
+    client.get_blob_client(f"deployments/one/{name}").delete_blob()  # unpublished again
+    # an infinite lease whose holder is gone: its record never changes, and says nothing true
+    lock = client.get_blob_client(f"deployments/one/locks/{key}")
+    lease = lock.acquire_lease(lease_duration=-1)
+    lock.set_blob_metadata({"host": "gone-node", "pid": "1", "since": "0"}, lease=lease)
+    wait = STALE_SECONDS * 3  # the old default waited it out, then built without publishing
+    b = deployment.node("b", EXTENSIBILITY_REMOTE_WAIT=str(wait))
+    code, out = cli(["prepare", "--", "true"], b, capsys)
+    assert code == 0, out
+    assert "gone-node (pid 1, for an unknown time)" in out, out
+    assert "was not renewed for" in out and "it is stale; breaking it" in out, out
+    assert f"waited {wait} s" not in out
+    assert journal(b) == ["build-started", "build-complete", "published"]  # took it over
+    code, out = cli(["prepare", "--", "true"], deployment.node("c"), capsys)
+    assert code == 0 and journal(deployment.node("c")) == ["restored"], out
+
+
+def test_the_default_wait_fits_a_liveness_probe() -> None:
+    from extensibility.settings import Settings
+
+    # Azure ML's default liveness probe gives a container 10 s + 30 x 10 s: the wait leaves
+    # a local build most of it
+    assert Settings.from_environ({}).remote_wait <= 150
+
+
 # --- faults never stop a start --------------------------------------------------------
 
 def failing_handler(status: int) -> type[BaseHTTPRequestHandler]:

@@ -175,7 +175,7 @@ def unpack(source: BinaryIO, root: Path, *, max_files: int, max_bytes: int) -> i
     reader = zstandard.ZstdDecompressor().stream_reader(source, closefd=False)
     folders, sources = _Folders(root), _Folders(root)
     try:
-        stream = TarStream(reader)  # type: ignore[arg-type]
+        stream = TarStream(reader)
         for member in stream.members():
             written += 1
             if written > max_files:

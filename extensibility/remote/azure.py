@@ -17,6 +17,7 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
+from extensibility.log import escaped
 from extensibility.redact import redact_url
 from extensibility.remote.backend import Blob, LeaseTaken, RemoteError
 
@@ -100,7 +101,7 @@ def _clean(exc: BaseException) -> str:
     code = getattr(code, "value", code)  # the SDK's enum, or the service's string
     tags = " ".join(str(t) for t in (status, code) if t)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return redact_url(f"{type(exc).__name__}{f' ({tags})' if tags else ''}: {text}")[:300]
+    return escaped(redact_url(f"{type(exc).__name__}{f' ({tags})' if tags else ''}: {text}"))[:300]
 
 
 class AzureBackend:
@@ -223,11 +224,22 @@ class AzureBackend:
 
         return self._call(f"taking the lease on {name}", take)
 
-    def renew(self, name: str, lease: str) -> None:
+    def renew(self, name: str, lease: str, holder: Mapping[str, str] | None = None) -> None:
         from azure.storage.blob import BlobLeaseClient
 
-        self._call(f"renewing the lease on {name}",
-                   lambda: BlobLeaseClient(self._blob(name), lease_id=lease).renew(**QUICK))
+        def renew() -> None:
+            blob = self._blob(name)
+            BlobLeaseClient(blob, lease_id=lease).renew(**QUICK)
+            if holder is not None:
+                blob.set_blob_metadata(dict(holder), lease=lease, **QUICK)
+
+        self._call(f"renewing the lease on {name}", renew)
+
+    def break_lease(self, name: str) -> None:
+        from azure.storage.blob import BlobLeaseClient
+
+        self._call(f"breaking the lease on {name}", lambda: BlobLeaseClient(
+            self._blob(name)).break_lease(lease_break_period=0, **QUICK))
 
     def release(self, name: str, lease: str) -> None:
         from azure.storage.blob import BlobLeaseClient

@@ -19,7 +19,7 @@ from extensibility.remote.cache import Lease, RemoteCache
 from extensibility.start import Start
 from extensibility.store import Store
 
-HANDOVER = "_EXTENSIBILITY_PUBLISH"  # the child's orders: key, lease id, etag to replace
+HANDOVER = "_EXTENSIBILITY_PUBLISH"  # the child's orders: key, lease id, etag to replace, since
 
 
 def hand_over(start: Start, log: Log) -> None:
@@ -32,7 +32,8 @@ def hand_over(start: Start, log: Log) -> None:
 
     lease = claim.lease
     remote.pending = None
-    orders = json.dumps({"key": lease.key, "lease": lease.id, "replace": claim.replace})
+    orders = json.dumps({"key": lease.key, "lease": lease.id, "replace": claim.replace,
+                         "since": lease.since})
     try:
         child = subprocess.Popen(
             [sys.executable, "-m", "extensibility.remote.publish"],
@@ -81,7 +82,7 @@ def main() -> int:
     store = Store(settings.cache_dir)
     key = orders["key"]
     store.hold(key)  # in use while it is read: no clean-up removes it under the upload
-    lease = Lease(remote.backend, key, orders["lease"], log)
+    lease = Lease(remote.backend, key, orders["lease"], log, orders.get("since"))
     try:
         publish_now(remote, store, key, log, lease=lease, replace=orders["replace"])
     except RemoteError as exc:
