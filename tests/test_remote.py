@@ -552,6 +552,54 @@ def test_the_sas_token_appears_in_no_output_file_or_blob(
         assert not any(s.encode() in data for s in secrets), name
 
 
+def test_a_user_and_password_in_the_url_appear_in_no_output_file_or_blob(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str],
+) -> None:
+    password = "pa55-w0rd-in-the-url"
+    url = deployment.container.url.replace("http://", f"http://builder:{password}@")
+    a = deployment.node("a", EXTENSIBILITY_REMOTE_CACHE=url)
+    b = deployment.node("b", EXTENSIBILITY_REMOTE_CACHE=url)
+    outputs = [cli(["prepare", "--", "true"], a, capsys), cli(["prepare", "--", "true"], b, capsys),
+               cli(["ls", "--remote"], b, capsys), cli(["doctor", "--", "true"], b, capsys),
+               cli(["doctor", "--json", "--", "true"], b, capsys)]
+    assert journal(b) == ["restored"], outputs[1]
+    assert "remote cache: http://127.0.0.1" in outputs[3][1]  # where, without who
+    for code, out in outputs:
+        assert code == 0 and password not in out and "builder:" not in out, out
+    for env in (a, b):
+        for path in Path(env["EXTENSIBILITY_CACHE_DIR"]).rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert password.encode() not in path.read_bytes(), path
+    [origin] = Path(b["EXTENSIBILITY_CACHE_DIR"]).glob("envs/*/.extensibility/origin.json")
+    assert json.loads(origin.read_text())["restored"]["from"].startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("argv", [["run", "--", "true"], ["plan", "--", "true"],
+                                  ["doctor", "--", "true"], ["ls", "--remote"]])
+@pytest.mark.parametrize("mistake", [
+    "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={secret};"
+    "EndpointSuffix=core.windows.net",
+    "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2022-11-02&"
+    "sig={secret}",
+    "https://acct.blob.core.windows.net/c;AccountKey={secret}",
+    "https://acct.blob.core.windows.net/sig={secret}/c",
+    "ftp://user:{secret}@acct.blob.core.windows.net/c",
+], ids=["connection string", "sas connection string", "key in path", "sig in path",
+        "not http"])
+def test_a_secret_put_in_the_remote_variable_by_mistake_is_never_printed(
+    argv: list[str], mistake: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    secret = "Zm9vYmFyU2VjcmV0S2V5MTIzNDU2Nzg5MA=="
+    (tmp_path / "app").mkdir()
+    env = {"EXTENSIBILITY_CACHE_DIR": str(tmp_path / "cache"), "AML_APP_ROOT":
+           str(tmp_path / "app"), "PATH": "/usr/bin:/bin",
+           "EXTENSIBILITY_REMOTE_CACHE": mistake.format(secret=secret)}
+    code, out = cli(argv, env, capsys)
+    assert code == 93, out
+    assert "EXTENSIBILITY_REMOTE_CACHE is not the URL of a blob container" in out
+    assert secret not in out and secret[:12] not in out, out
+
+
 # --- the commands ---------------------------------------------------------------------
 
 def test_pull_plan_ls_and_gc_remote(deployment: Deployment,

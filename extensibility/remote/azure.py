@@ -50,7 +50,9 @@ class Location:
         rest = segments[len(account_segments):]
         if not rest:
             raise ValueError("it names no container (…/CONTAINER[/PREFIX])")
-        self.account_url = f"{parts.scheme}://{parts.netloc}" + "".join(
+        # a user name or password is no credential of Blob Storage: never sent, never shown
+        # (messages, `doctor`, origin.json)
+        self.account_url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" + "".join(
             f"/{s}" for s in account_segments)
         self.container = rest[0]
         self.prefix = "".join(f"{s}/" for s in rest[1:])
