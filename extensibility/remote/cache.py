@@ -117,9 +117,10 @@ def describe_holder(holder: dict[str, str]) -> str:
 
 
 class RemoteCache:
-    def __init__(self, backend: Backend, wait: float) -> None:
+    def __init__(self, backend: Backend, wait: float, compile_timeout: float = 1800.0) -> None:
         self.backend = backend
         self.wait = wait
+        self.compile_timeout = compile_timeout  # a publisher's wait for the byte-compile
         self.down: str | None = None  # why the store is not used any more in this process
         self.pending: Claim | None = None  # a build of this process, to publish (its lease)
 

@@ -1,8 +1,8 @@
 """Publishing a build to the remote cache, without making the server wait.
 
 `run` hands the build's lease to a child (`hand_over`) and execs the server at once; the
-child holds the environment's in-use lock, renews the lease, waits for the byte-compile,
-uploads the archive and then the manifest, and releases the lease. If it dies, no manifest
+child holds the environment's in-use lock, renews the lease, waits for the byte-compile
+(EXTENSIBILITY_INSTALL_TIMEOUT at most: then it gives the lease back), uploads the archive and then the manifest, and releases the lease. If it dies, no manifest
 is written and the lease expires: a waiting node takes the build over. `prepare` and `push`
 publish in the foreground (`publish_now`).
 """
@@ -58,10 +58,13 @@ def publish_now(remote: RemoteCache, store: Store, key: str, log: Log, *,
                 lease: Lease | None = None, replace: str | None = None) -> bool:
     """Compile if needed, upload, release the lease. Returns whether a manifest was written;
     raises RemoteError when the store fails."""
-    from extensibility.compile import compile_now
+    from extensibility.compile import CompileTimeout, compile_now
 
     try:
-        compile_now(store, store.env_dir(key))
+        try:
+            compile_now(store, store.env_dir(key), remote.compile_timeout)
+        except CompileTimeout as exc:  # the lease is released below: another node may build
+            raise RemoteError(str(exc)) from None
         return remote.publish(store, key, log, replace=replace)
     finally:
         if lease is not None:
