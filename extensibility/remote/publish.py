@@ -2,9 +2,10 @@
 
 `run` hands the build's lease to a child (`hand_over`) and execs the server at once; the
 child holds the environment's in-use lock, renews the lease, waits for the byte-compile
-(EXTENSIBILITY_INSTALL_TIMEOUT at most: then it gives the lease back), uploads the archive and then the manifest, and releases the lease. If it dies, no manifest
-is written and the lease expires: a waiting node takes the build over. `prepare` and `push`
-publish in the foreground (`publish_now`).
+(EXTENSIBILITY_INSTALL_TIMEOUT at most: then it gives the lease back), uploads the archive
+and then the manifest, and releases the lease. If it dies, no manifest is written and the
+lease expires: a waiting node takes the build over. `prepare` and `push` publish in the
+foreground (`publish_now`).
 """
 
 from __future__ import annotations
