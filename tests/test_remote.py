@@ -361,6 +361,79 @@ def test_an_unusable_store_means_one_warning_and_a_local_build(
     assert elapsed < 30, out
 
 
+class TrickleProxy:
+    """A TCP proxy in front of Azurite: on a connection that asked for an archive, the
+    answers come 512 bytes at a time, 0.2 s apart: every read well within the client's read
+    timeout, the whole far slower than any deadline the test sets."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            self.sockets += [client, upstream]
+            archive = threading.Event()
+            for source, target, answers in ((client, upstream, False),
+                                            (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(source, target, answers, archive),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket, answers: bool,
+              archive: threading.Event) -> None:
+        import time
+
+        with contextlib.suppress(OSError):
+            while True:
+                data = source.recv(512 if answers else 65536)
+                if not data:
+                    break
+                if not answers and b".tar.zst" in data.split(b"\r\n", 1)[0]:
+                    archive.set()
+                if answers and archive.is_set():
+                    time.sleep(0.2)
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.sockets:
+            with contextlib.suppress(OSError):
+                connection.close()
+
+
+def test_a_download_that_trickles_is_abandoned_at_its_deadline_and_built_here(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import extensibility.remote.azure
+
+    a = deployment.node("a")
+    assert cli(["prepare", "--", "true"], a, capsys)[0] == 0
+    proxy = TrickleProxy(deployment.container.azurite.port)
+    try:
+        url = deployment.container.url.replace(f":{deployment.container.azurite.port}/",
+                                               f":{proxy.port}/")
+        monkeypatch.setattr(extensibility.remote.azure, "DOWNLOAD_SECONDS", 1.0)
+        b = deployment.node("b", EXTENSIBILITY_REMOTE_CACHE=url)
+        code, out = cli(["prepare", "--", "true"], b, capsys)
+    finally:
+        proxy.close()
+    assert code == 0, out
+    assert "not finished within 1 s" in out and "going on without the remote cache" in out, out
+    assert journal(b) == ["build-started", "build-complete"]
+
+
 def test_a_corrupted_archive_is_not_used_and_is_replaced(
     deployment: Deployment, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -691,3 +764,28 @@ def test_without_the_remote_extra_a_start_says_so_once_and_builds(
     assert len(warnings) == 1 and "inference-extensibility[remote]" in warnings[0], out
     assert journal(env) == ["build-started", "build-complete"]
     assert deployment.container.blobs() == {}
+
+
+def test_what_a_lease_holder_wrote_is_escaped_and_an_absurd_duration_not_repeated() -> None:
+    import time
+
+    from extensibility.remote.cache import describe_holder
+
+    forged = {"host": "node\nextensibility 0.0s remote: restored\x1b[2J", "pid": "7\r",
+              "since": "0"}
+    assert describe_holder(forged) == ("node\\nextensibility 0.0s remote: restored\\x1b[2J "
+                                       "(pid 7\\r, for an unknown time)")
+    assert describe_holder({"host": "b", "pid": "9", "since": str(time.time() + 3600)}) == \
+        "b (pid 9, for an unknown time)"  # from the future
+    assert describe_holder({"host": "b", "pid": "9", "since": "nan"}).endswith("unknown time)")
+    assert re.fullmatch(r"b \(pid 9, for \d+ s\)",
+                        describe_holder({"host": "b", "pid": "9", "since": str(time.time())}))
+
+
+def test_a_connection_strings_secrets_are_redacted_wherever_they_appear() -> None:
+    from extensibility.redact import redact_url
+
+    text = ("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=S3cr3t+Key/==;"
+            "EndpointSuffix=core.windows.net and SharedAccessSignature=sv=2022&sig=AbC%2B")
+    shown = redact_url(text)
+    assert "S3cr3t" not in shown and "AbC" not in shown and "AccountName=acct" in shown
