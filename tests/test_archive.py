@@ -143,7 +143,7 @@ except UnsafeArchive as exc:
 
 
 def bomb(path: Path, kind: bytes) -> None:
-    """A header of `kind` declaring DECLARED bytes, followed by that many zeros: about 40 KB
+    """A header of `kind` declaring DECLARED bytes, followed by that many zeros: about 33 KB
     of zstd."""
     header = tarfile.TarInfo("././@LongLink" if kind == tarfile.GNUTYPE_LONGNAME
                              else "././@PaxHeader")
