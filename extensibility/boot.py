@@ -29,8 +29,14 @@ from azureml_inference_server_http.server.create_app import create
 create()
 """
 APP_FACTORIES: Mapping[str, str] = {"azureml_inference_server_http": _AZMLINFSRV}
-# the deployment's own settings must not reach the probe (App Insights keys, app folders)
-_DEPLOYMENT_PREFIXES = ("AML_", "AZUREML_")
+# the probe runs the server's code (and whatever its imports run) before any deployment
+# does: neither the deployment's own settings (App Insights keys, app folders) nor any
+# credential reach it. Dropped: every variable with one of these prefixes, or whose name
+# holds one of these words
+_DROPPED_PREFIXES = ("AML_", "AZUREML_", "AZURE_", "EXTENSIBILITY_", "PIP_", "UV_", "MSI_",
+                     "IDENTITY_")
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "SAS", "AUTH",
+                 "CONNECTION_STRING")
 
 
 def probe_code(module: str) -> str:
@@ -51,4 +57,6 @@ def describe_failure(module: str) -> str:
 
 
 def probe_environment(env: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if not k.startswith(_DEPLOYMENT_PREFIXES)}
+    """The variables the boot probe sees (docs/security.md says which are dropped)."""
+    return {k: v for k, v in env.items() if not k.upper().startswith(_DROPPED_PREFIXES)
+            and not any(word in k.upper() for word in _SECRET_WORDS)}

@@ -12,40 +12,31 @@ the environment is secured and published. The background child and the server th
 write files into those folders, and Python gives a `.pyc` the mode of its source, so nothing
 becomes writable by others whatever the server's umask.
 
-One compile per environment at a time: the child holds `locks/KEY.compile` and writes the
-`compiled` marker when it is done. A restart before that finds the marker missing and the
-lock held, and starts nothing; a restart after a killed compile starts it again.
+One compile per environment at a time: the child (compile_child.py) holds `locks/KEY.compile`
+and writes the `compiled` marker when it is done. A restart before that finds the marker
+missing and the lock held, and starts nothing; a restart after a killed compile starts it
+again: the lock is an `flock` the kernel releases with its last holder, and the child's
+workers die with it and never keep the lock's descriptor. A publisher waits for a compile
+for a bounded time only.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from extensibility.log import Log
 from extensibility.store import META, Store, compiled_marker, locked
 
-# run by the environment's own interpreter: its .pyc files must carry its cache tag
-_CHILD = """
-import compileall, fcntl, os, re, sys
-lock, marker, first, *folders = sys.argv[1:]
-fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-except BlockingIOError:
-    sys.exit(0)
-# the packages the scoring script imports, then everything else, both without test suites:
-# what the server is about to import (and what those import), so the idle core stays ahead
-# of it; the test suites last (compileall skips what is compiled already)
-tests = re.compile(r"[/\\\\](tests?|testing)[/\\\\]")
-for folder in folders:
-    compileall.compile_dir(folder, quiet=2, workers=0, rx=tests)
-for folder in folders[int(first):]:  # a file that does not compile (py2 test data) stays so
-    compileall.compile_dir(folder, quiet=2, workers=0)
-temporary = "%s.%d.tmp" % (marker, os.getpid())
-os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
-os.replace(temporary, marker)
-"""
+CHILD = Path(__file__).with_name("compile_child.py")  # run by the environment's interpreter
+COMPILE_TIMEOUT = 1800.0  # how long a publisher waits for a compile, unless told otherwise
+POLL_SECONDS = 0.5
+
+
+class CompileTimeout(Exception):
+    """A compile did not finish in time (the message says which and how long)."""
+
 
 def site_folders(environment: Path) -> list[Path]:
     """Where an environment's modules are: its site-packages (and a conda prefix's)."""
@@ -116,29 +107,48 @@ def start_background(store: Store, environment: Path, log: Log,
               "lowest CPU priority); the server does not wait for it")
 
 
-def compile_now(store: Store, environment: Path) -> None:
+def compile_now(store: Store, environment: Path, timeout: float = COMPILE_TIMEOUT) -> None:
     """Return once `environment` is compiled: wait for a compile that is running, or run
-    one here (the remote cache publishes only compiled environments)."""
+    one here (the remote cache publishes only compiled environments). Raises
+    CompileTimeout after `timeout` seconds (a compile that never ends must not hold a
+    publisher, and its lease, forever)."""
     import fcntl
     import subprocess
 
     from extensibility.store import open_lock
 
+    deadline = time.monotonic() + timeout
     while not is_compiled(environment):
         descriptor = open_lock(store.compile_lock_path(environment.name))
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)  # blocks while another compile runs
+            while True:  # polled, so that the wait has an end
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise _timed_out(environment, timeout) from None
+                    time.sleep(POLL_SECONDS)
         finally:
             os.close(descriptor)
         if not is_compiled(environment):
-            subprocess.run(_command(store, environment, []), stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            try:
+                subprocess.run(_command(store, environment, []), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               check=False, timeout=max(deadline - time.monotonic(), 1.0))
+            except subprocess.TimeoutExpired:  # killed: its workers die with it
+                raise _timed_out(environment, timeout) from None
+
+
+def _timed_out(environment: Path, timeout: float) -> CompileTimeout:
+    return CompileTimeout(f"the byte-compile of {environment.name} did not finish within "
+                          f"{timeout:.0f} s (EXTENSIBILITY_INSTALL_TIMEOUT)")
 
 
 def _command(store: Store, environment: Path, first: list[Path]) -> list[str]:
     # the whole site folders after the scoring script's packages: what is compiled is skipped
     folders = [str(f) for f in (*first, *site_folders(environment))]
-    return [str(environment / "bin" / "python"), "-c", _CHILD,
+    return [str(environment / "bin" / "python"), "-I", str(CHILD),
             str(store.compile_lock_path(environment.name)),
             str(compiled_marker(environment)), str(len(first)), *folders]
 

@@ -17,6 +17,17 @@ if TYPE_CHECKING:
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 
 
+def escaped(text: str) -> str:
+    """`text` read from outside (a manifest's field, a member's name, a lease holder's
+    record, a store's error), safe on one text log line: control and other unprintable
+    characters become escapes (`\\n`, `\\x1b`, `\\u202e`), so they can neither forge a
+    line nor reach a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 class Log:
     def __init__(self, fmt: str = "text", stream: TextIO | None = None,
                  started: float | None = None, verbosity: int = NORMAL) -> None:

@@ -19,6 +19,9 @@ _MAX_SCHEME = 32
 # a query parameter (name bounded, so matching stays linear) whose name says it is a secret
 _QUERY_RE = re.compile(r"(?P<name>[?&][^=&\s#]{1,64}=)(?P<value>[^&\s#]+)")
 _SECRET_NAMES = ("token", "key", "secret", "password", "passwd", "sig", "auth")
+# the secret fields of a storage connection string (`...;AccountKey=...;...`)
+_CONNECTION_RE = re.compile(r"(?i)(?P<name>\b(?:AccountKey|SharedAccessSignature|"
+                            r"SharedAccessKey)=)(?P<value>[^;\s]+)")
 
 
 def _has_scheme(text: str, colon: int) -> bool:
@@ -50,13 +53,16 @@ def _redact_query(text: str) -> str:
         name = match.group("name")
         return name + MASK if any(s in name.lower() for s in _SECRET_NAMES) else match.group(0)
 
-    return _QUERY_RE.sub(hide, text) if "=" in text else text
+    if "=" not in text:
+        return text
+    return _CONNECTION_RE.sub(lambda m: m.group("name") + MASK, _QUERY_RE.sub(hide, text))
 
 
 def redact_url(text: str) -> str:
     """`https://user:token@host/x?sig=abc` -> `https://****@host/x?sig=****`, also inside
     free text (log lines, installer output, paths made from user values); the whole userinfo
-    is hidden because tokens are often given as the user name."""
+    is hidden because tokens are often given as the user name. A connection string's
+    `AccountKey=`, `SharedAccessSignature=` and `SharedAccessKey=` are hidden too."""
     if ":/" in text:
         text = _redact_userinfo(text)
     return _redact_query(text)

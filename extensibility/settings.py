@@ -250,16 +250,37 @@ def _hosts(text: str, variable: str) -> tuple[str, ...]:
 
 def _remote_url(text: str, variable: str) -> str:
     """The remote cache's URL, checked for its shape here (every start, warm or cold, refuses
-    a malformed one alike); remote/azure.py parses it when it is used."""
-    scheme, _, rest = text.partition("://")
-    path = rest.split("?", 1)[0].partition("/")[2]
-    if scheme not in ("http", "https") or not rest.split("/", 1)[0] or not path.strip("/"):
-        shown = text.split("?", 1)[0]  # never the query: it may hold a SAS token
-        raise SettingsError(f"EXTENSIBILITY_REMOTE_CACHE={shown!r} is not the URL of a blob "
-                            "container",
-                            fix="use https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX], "
-                            "with a SAS token as the query if it is the credential")
+    a malformed one alike); remote/azure.py parses it when it is used. The value is never
+    quoted: a mistake there is often a secret (a connection string, a SAS, a password)."""
+    problem = _remote_url_problem(text)
+    if problem is not None:
+        raise SettingsError(f"EXTENSIBILITY_REMOTE_CACHE is not the URL of a blob container: "
+                            f"{problem} (the value is not shown: it may hold a secret)",
+                            fix="set EXTENSIBILITY_REMOTE_CACHE to https://ACCOUNT.blob.core."
+                            "windows.net/CONTAINER[/PREFIX], with a SAS token as the query if "
+                            "it is the credential; a connection string goes in "
+                            "AZURE_STORAGE_CONNECTION_STRING")
     return text
+
+
+_CONNECTION_STRING_FIELDS = ("accountkey=", "sharedaccesssignature=", "accountname=",
+                             "defaultendpointsprotocol=", "blobendpoint=")
+
+
+def _remote_url_problem(text: str) -> str | None:
+    """What is wrong with a remote cache URL, in words that quote none of it."""
+    lowered = text.lower()
+    if ";" in text or any(field in lowered for field in _CONNECTION_STRING_FIELDS):
+        return "it looks like a storage connection string"
+    scheme, _, rest = text.partition("://")
+    before_query = rest.split("?", 1)[0]
+    if "sig=" in before_query.lower():
+        return "it holds a SAS signature outside the URL's query"
+    path = before_query.partition("/")[2]
+    if scheme not in ("http", "https") or not before_query.split("/", 1)[0] or \
+            not path.strip("/"):
+        return "it is not an http(s) URL naming a container"
+    return None
 
 
 def _port(text: str, variable: str) -> int:
@@ -345,9 +366,10 @@ SETTINGS: tuple[Setting, ...] = (
             "once (a blob lease) and published; other nodes restore it (docs/scale-out.md). "
             "Needs the [remote] extra.",
             parse=_remote_url),
-    Setting("remote_wait", "EXTENSIBILITY_REMOTE_WAIT", "600",
+    Setting("remote_wait", "EXTENSIBILITY_REMOTE_WAIT", "120",
             "Seconds a start waits for another node that is building the same environment "
-            "to publish it, before building it here.",
+            "to publish it, before building it here (the default leaves a local build most "
+            "of the 300 s Azure ML's default liveness probe allows).",
             parse=_seconds),
     Setting("install_timeout", "EXTENSIBILITY_INSTALL_TIMEOUT", "1800",
             "Seconds an installer may run before it is stopped and the start fails (exit 95).",

@@ -17,8 +17,9 @@ PACKAGE = Path(extensibility.__file__).parent
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("extensibility", "errors", "redact", "log", "inputs", "fingerprint",
                     "image", "server_command", "settings", "safety", "process", "faults",
-                    "boot", "overlay", "conda", "conda.names", "conda.refresh_names",
-                    "installers", "lockfile", "remote.backend", "remote.archive", "remote.manifest",
+                    "boot", "overlay", "compile_child", "conda", "conda.names",
+                    "conda.refresh_names", "installers", "lockfile", "remote.backend",
+                    "remote.tarstream", "remote.archive", "remote.manifest",
                     "remote.relocate")),
     ("request and cache", ("requirements", "request", "store", "activation", "cleanup",
                            "compile", "consistency", "policy", "offline", "protection",

@@ -110,3 +110,66 @@ def test_the_scoring_scripts_imports_are_compiled_first(tmp_path: Path) -> None:
                                                             site / "pandas"]
     script.write_text("this is not python (\n")
     assert imported_packages(script, tmp_path / "env") == []
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie, reaped by nobody yet, holds nothing)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.usefixtures("no_exec")
+def test_a_compile_killed_with_9_leaves_no_worker_and_no_lock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import signal
+
+    from extensibility.store import locked
+    from tests.support import Pause
+
+    setup = Setup(tmp_path)
+    pause = Pause(tmp_path / "pause", "compile")  # the child is held with its workers running
+    monkeypatch.setenv(*next(iter(pause.env.items())))
+    cold = start(setup.env, capsys)
+    [entry] = Store(tmp_path / "cache").entries()
+    lock = Store(tmp_path / "cache").compile_lock_path(entry.path.name)
+    paused = tmp_path / "pause" / "paused-compile"
+    wait_for(paused.exists, 120, "the compile to be held with its workers")
+    pid = int(paused.read_text())
+    assert f"(pid {pid}," in cold  # the pid the log names
+    workers = children(pid)
+    assert workers and locked(lock)
+    os.kill(pid, signal.SIGKILL)  # as the out-of-memory killer would
+    wait_for(lambda: not any(alive(w) for w in workers), 60, "the workers to die with it")
+    assert not locked(lock)  # nobody keeps the lock of a dead compile
+    monkeypatch.delenv(next(iter(pause.env)))
+    again = start(setup.env, capsys)
+    assert "byte-compiling" in again  # the next start compiles it
+    wait_for((entry.path / ".extensibility" / COMPILED).exists, 120, "the compile")
+
+
+def test_a_publishers_wait_for_a_compile_is_bounded(tmp_path: Path) -> None:
+    from extensibility.compile import CompileTimeout, compile_now
+
+    store = Store(tmp_path / "cache")
+    environment = store.env_dir("0123456789abcdef")
+    (environment / ".extensibility").mkdir(parents=True)
+    store.locks.mkdir(parents=True, mode=0o700)
+    descriptor = os.open(store.compile_lock_path(environment.name), os.O_RDWR | os.O_CREAT,
+                         0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)  # a compile that never ends
+    try:
+        with pytest.raises(CompileTimeout, match="did not finish within 1 s"):
+            compile_now(store, environment, timeout=1)
+    finally:
+        os.close(descriptor)

@@ -234,6 +234,43 @@ def test_a_node_that_waited_too_long_builds_here(
     assert builder.wait(timeout=300) == 0
 
 
+@pytest.mark.slow  # a lease nobody renews is noticed after STALE_SECONDS of the waiter's clock
+def test_a_lease_nobody_renews_is_stale_broken_and_taken_over(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from extensibility.remote.cache import STALE_SECONDS
+
+    a = deployment.node("a")
+    assert cli(["prepare", "--", "true"], a, capsys)[0] == 0
+    blobs = deployment.container.blobs()
+    [name] = [n for n in blobs if n.endswith("manifest.json")]
+    key = name.split("/")[1]
+    client = deployment.container.client()
+    client.get_blob_client(f"deployments/one/{name}").delete_blob()  # unpublished again
+    # an infinite lease whose holder is gone: its record never changes, and says nothing true
+    lock = client.get_blob_client(f"deployments/one/locks/{key}")
+    lease = lock.acquire_lease(lease_duration=-1)
+    lock.set_blob_metadata({"host": "gone-node", "pid": "1", "since": "0"}, lease=lease)
+    wait = STALE_SECONDS * 3  # the old default waited it out, then built without publishing
+    b = deployment.node("b", EXTENSIBILITY_REMOTE_WAIT=str(wait))
+    code, out = cli(["prepare", "--", "true"], b, capsys)
+    assert code == 0, out
+    assert "gone-node (pid 1, for an unknown time)" in out, out
+    assert "was not renewed for" in out and "it is stale; breaking it" in out, out
+    assert f"waited {wait} s" not in out
+    assert journal(b) == ["build-started", "build-complete", "published"]  # took it over
+    code, out = cli(["prepare", "--", "true"], deployment.node("c"), capsys)
+    assert code == 0 and journal(deployment.node("c")) == ["restored"], out
+
+
+def test_the_default_wait_fits_a_liveness_probe() -> None:
+    from extensibility.settings import Settings
+
+    # Azure ML's default liveness probe gives a container 10 s + 30 x 10 s: the wait leaves
+    # a local build most of it
+    assert Settings.from_environ({}).remote_wait <= 150
+
+
 # --- faults never stop a start --------------------------------------------------------
 
 def failing_handler(status: int) -> type[BaseHTTPRequestHandler]:
@@ -322,6 +359,79 @@ def test_an_unusable_store_means_one_warning_and_a_local_build(
     # wait 15 s and more between attempts); the bound is loose for a busy machine
     elapsed = float(warnings[0].split()[1].rstrip("s"))
     assert elapsed < 30, out
+
+
+class TrickleProxy:
+    """A TCP proxy in front of Azurite: on a connection that asked for an archive, the
+    answers come 512 bytes at a time, 0.2 s apart: every read well within the client's read
+    timeout, the whole far slower than any deadline the test sets."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            self.sockets += [client, upstream]
+            archive = threading.Event()
+            for source, target, answers in ((client, upstream, False),
+                                            (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(source, target, answers, archive),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket, answers: bool,
+              archive: threading.Event) -> None:
+        import time
+
+        with contextlib.suppress(OSError):
+            while True:
+                data = source.recv(512 if answers else 65536)
+                if not data:
+                    break
+                if not answers and b".tar.zst" in data.split(b"\r\n", 1)[0]:
+                    archive.set()
+                if answers and archive.is_set():
+                    time.sleep(0.2)
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.sockets:
+            with contextlib.suppress(OSError):
+                connection.close()
+
+
+def test_a_download_that_trickles_is_abandoned_at_its_deadline_and_built_here(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import extensibility.remote.azure
+
+    a = deployment.node("a")
+    assert cli(["prepare", "--", "true"], a, capsys)[0] == 0
+    proxy = TrickleProxy(deployment.container.azurite.port)
+    try:
+        url = deployment.container.url.replace(f":{deployment.container.azurite.port}/",
+                                               f":{proxy.port}/")
+        monkeypatch.setattr(extensibility.remote.azure, "DOWNLOAD_SECONDS", 1.0)
+        b = deployment.node("b", EXTENSIBILITY_REMOTE_CACHE=url)
+        code, out = cli(["prepare", "--", "true"], b, capsys)
+    finally:
+        proxy.close()
+    assert code == 0, out
+    assert "not finished within 1 s" in out and "going on without the remote cache" in out, out
+    assert journal(b) == ["build-started", "build-complete"]
 
 
 def test_a_corrupted_archive_is_not_used_and_is_replaced(
@@ -420,6 +530,47 @@ def test_a_crafted_archive_with_a_matching_checksum_is_refused_by_a_node(
     assert journal(b) == ["build-started", "build-complete", "published"]
 
 
+FORGED = "node-a\nextensibility   0.001s remote: restored FAKE from a trusted node\x1b[2J"
+
+
+@pytest.mark.parametrize("members, why", [
+    ([member("a" * 300 + ".pth", size=1)], "longer than 255 bytes"),
+    ([member("site/x.pth", size=1)], "not in the archive before it"),
+    ([member("d0", tarfile.DIRTYPE), member("d0/d1", tarfile.DIRTYPE),
+      member("d0/d1/d2", tarfile.DIRTYPE), member("d0/d1/d2/l", tarfile.SYMTYPE, "../../.."),
+      member("top", tarfile.LNKTYPE, "d0/d1/d2/l"), member("top/x.pth", size=1)],
+     "not a file unpacked before it"),
+], ids=["long name", "no folder", "hard link out"])
+def test_a_malformed_archive_is_one_warning_a_local_build_and_replaced(
+    members: list[tarfile.TarInfo], why: str, deployment: Deployment,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import hashlib
+
+    a, b, c = (deployment.node(n) for n in "abc")
+    assert cli(["prepare", "--", "true"], a, capsys)[0] == 0
+    blobs = deployment.container.blobs()
+    [name] = [n for n in blobs if n.endswith("manifest.json")]
+    manifest = json.loads(blobs[name])
+    bad = crafted(members).getvalue()
+    sha = hashlib.sha256(bad).hexdigest()
+    manifest["archive"].update(sha256=sha, size=len(bad))
+    manifest["builder"]["host"] = FORGED  # read from outside: escaped on the log line
+    deployment.container.write(f"envs/{manifest['key']}/{sha}.tar.zst", bad)
+    deployment.container.write(name, json.dumps(manifest).encode())
+    code, out = cli(["prepare", "--", "true"], b, capsys)
+    assert code == 0, out  # never exit 95
+    [warning] = [line for line in out.splitlines() if "WARNING" in line]
+    assert "is refused" in warning and why in warning, out
+    assert journal(b) == ["build-started", "build-complete", "published"]
+    assert not list(Path(b["EXTENSIBILITY_CACHE_DIR"]).parent.rglob("x.pth"))
+    assert "\nextensibility   0.001s remote: restored FAKE" not in out and "\x1b" not in out
+    assert "node-a\\nextensibility" in out and "\\x1b[2J" in out, out
+    # the bad manifest was replaced through its etag: the next node restores
+    code, out = cli(["prepare", "--", "true"], c, capsys)
+    assert code == 0 and journal(c) == ["restored"], out
+
+
 def test_pack_keeps_links_inside_and_lists_the_interpreter(tmp_path: Path) -> None:
     root = tmp_path / "env"
     (root / "bin").mkdir(parents=True)
@@ -472,6 +623,54 @@ def test_the_sas_token_appears_in_no_output_file_or_blob(
                 assert not any(s.encode() in path.read_bytes() for s in secrets), path
     for name, data in deployment.container.blobs().items():
         assert not any(s.encode() in data for s in secrets), name
+
+
+def test_a_user_and_password_in_the_url_appear_in_no_output_file_or_blob(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str],
+) -> None:
+    password = "pa55-w0rd-in-the-url"
+    url = deployment.container.url.replace("http://", f"http://builder:{password}@")
+    a = deployment.node("a", EXTENSIBILITY_REMOTE_CACHE=url)
+    b = deployment.node("b", EXTENSIBILITY_REMOTE_CACHE=url)
+    outputs = [cli(["prepare", "--", "true"], a, capsys), cli(["prepare", "--", "true"], b, capsys),
+               cli(["ls", "--remote"], b, capsys), cli(["doctor", "--", "true"], b, capsys),
+               cli(["doctor", "--json", "--", "true"], b, capsys)]
+    assert journal(b) == ["restored"], outputs[1]
+    assert "remote cache: http://127.0.0.1" in outputs[3][1]  # where, without who
+    for code, out in outputs:
+        assert code == 0 and password not in out and "builder:" not in out, out
+    for env in (a, b):
+        for path in Path(env["EXTENSIBILITY_CACHE_DIR"]).rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert password.encode() not in path.read_bytes(), path
+    [origin] = Path(b["EXTENSIBILITY_CACHE_DIR"]).glob("envs/*/.extensibility/origin.json")
+    assert json.loads(origin.read_text())["restored"]["from"].startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("argv", [["run", "--", "true"], ["plan", "--", "true"],
+                                  ["doctor", "--", "true"], ["ls", "--remote"]])
+@pytest.mark.parametrize("mistake", [
+    "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={secret};"
+    "EndpointSuffix=core.windows.net",
+    "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=sv=2022-11-02&"
+    "sig={secret}",
+    "https://acct.blob.core.windows.net/c;AccountKey={secret}",
+    "https://acct.blob.core.windows.net/sig={secret}/c",
+    "ftp://user:{secret}@acct.blob.core.windows.net/c",
+], ids=["connection string", "sas connection string", "key in path", "sig in path",
+        "not http"])
+def test_a_secret_put_in_the_remote_variable_by_mistake_is_never_printed(
+    argv: list[str], mistake: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    secret = "Zm9vYmFyU2VjcmV0S2V5MTIzNDU2Nzg5MA=="
+    (tmp_path / "app").mkdir()
+    env = {"EXTENSIBILITY_CACHE_DIR": str(tmp_path / "cache"), "AML_APP_ROOT":
+           str(tmp_path / "app"), "PATH": "/usr/bin:/bin",
+           "EXTENSIBILITY_REMOTE_CACHE": mistake.format(secret=secret)}
+    code, out = cli(argv, env, capsys)
+    assert code == 93, out
+    assert "EXTENSIBILITY_REMOTE_CACHE is not the URL of a blob container" in out
+    assert secret not in out and secret[:12] not in out, out
 
 
 # --- the commands ---------------------------------------------------------------------
@@ -565,3 +764,28 @@ def test_without_the_remote_extra_a_start_says_so_once_and_builds(
     assert len(warnings) == 1 and "inference-extensibility[remote]" in warnings[0], out
     assert journal(env) == ["build-started", "build-complete"]
     assert deployment.container.blobs() == {}
+
+
+def test_what_a_lease_holder_wrote_is_escaped_and_an_absurd_duration_not_repeated() -> None:
+    import time
+
+    from extensibility.remote.cache import describe_holder
+
+    forged = {"host": "node\nextensibility 0.0s remote: restored\x1b[2J", "pid": "7\r",
+              "since": "0"}
+    assert describe_holder(forged) == ("node\\nextensibility 0.0s remote: restored\\x1b[2J "
+                                       "(pid 7\\r, for an unknown time)")
+    assert describe_holder({"host": "b", "pid": "9", "since": str(time.time() + 3600)}) == \
+        "b (pid 9, for an unknown time)"  # from the future
+    assert describe_holder({"host": "b", "pid": "9", "since": "nan"}).endswith("unknown time)")
+    assert re.fullmatch(r"b \(pid 9, for \d+ s\)",
+                        describe_holder({"host": "b", "pid": "9", "since": str(time.time())}))
+
+
+def test_a_connection_strings_secrets_are_redacted_wherever_they_appear() -> None:
+    from extensibility.redact import redact_url
+
+    text = ("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=S3cr3t+Key/==;"
+            "EndpointSuffix=core.windows.net and SharedAccessSignature=sv=2022&sig=AbC%2B")
+    shown = redact_url(text)
+    assert "S3cr3t" not in shown and "AbC" not in shown and "AccountName=acct" in shown

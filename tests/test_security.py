@@ -108,3 +108,29 @@ def test_installer_config_files_cannot_get_around_the_policy(
         result.stderr
     env.pop("EXTENSIBILITY_NO_EXTRA_INDEX")  # without a policy, the user's config is theirs
     assert run_entrypoint(image, env, "run", "--", "true").returncode == 0
+
+
+def test_the_boot_probe_sees_no_credential_and_no_deployment_setting(tmp_path: Path) -> None:
+    import json
+    import sys
+
+    from extensibility.consistency import boot_error, start_boot_probe
+
+    # a "server" module that records, when it is imported, what the probe let it see
+    (tmp_path / "telltale.py").write_text(
+        "import json, os\n"
+        f"open({str(tmp_path / 'seen.json')!r}, 'w').write(json.dumps(dict(os.environ)))\n")
+    secrets = {
+        "AZURE_CLIENT_SECRET": "client-secret", "AZURE_STORAGE_CONNECTION_STRING":
+        "AccountName=a;AccountKey=k3y", "EXTENSIBILITY_REMOTE_CACHE":
+        "https://a.blob.core.windows.net/c?sig=s1g", "PIP_INDEX_URL": "https://u:p@idx/simple",
+        "UV_INDEX_URL": "https://u:p@idx/simple", "MSI_SECRET": "msi", "IDENTITY_HEADER": "id",
+        "HF_TOKEN": "hf", "MY_API_KEY": "key", "DB_PASSWORD": "pw", "AML_APP_ROOT": "/app",
+        "AZUREML_ENTRY_SCRIPT": "score.py", "APPINSIGHTS_INSTRUMENTATIONKEY": "ikey",
+    }
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path), "LANG": "C.UTF-8", **secrets}
+    probe = start_boot_probe(Path(sys.executable), "telltale", env)
+    assert boot_error(probe, 120) is None
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert not set(secrets) & set(seen), sorted(set(secrets) & set(seen))
+    assert seen["PYTHONPATH"] == str(tmp_path) and seen["LANG"] == "C.UTF-8"

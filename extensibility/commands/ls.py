@@ -9,6 +9,7 @@ from typing import Any
 
 from extensibility.cleanup import status
 from extensibility.commands import Context
+from extensibility.log import escaped
 from extensibility.store import Store
 
 
@@ -52,6 +53,7 @@ def _remote(args: argparse.Namespace, context: Context) -> int:
     print(f"{'KEY':16}  {'SIZE':>9}  {'PUBLISHED':19}  {'STATUS':10}  BUILDER")
     for row in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["published"]))
-        print(f"{row['key']:16}  {row['size'] / 2**20:7.1f}Mi  {when:19}  {row['status']:10}  "
-              f"{row['builder'] or '-'}")
+        # key and builder are read from the store: escaped on a text line
+        print(f"{escaped(row['key']):16}  {row['size'] / 2**20:7.1f}Mi  {when:19}  "
+              f"{row['status']:10}  {escaped(str(row['builder'] or '-'))}")
     return 0

@@ -38,4 +38,4 @@ def open_remote(settings: Settings, env: Mapping[str, str], log: Log) -> RemoteC
         log.warning("remote", f"{redact_url(url)} cannot be used ({exc}); going on without "
                     "the remote cache")
         return None
-    return RemoteCache(backend, settings.remote_wait)
+    return RemoteCache(backend, settings.remote_wait, settings.install_timeout)

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
+from extensibility.log import escaped
 from extensibility.redact import redact_url
 from extensibility.remote.backend import Blob, LeaseTaken, RemoteError
 
@@ -33,6 +37,9 @@ READ_TIMEOUT = 30  # seconds without a byte on an open connection, while moving 
 QUICK: dict[str, Any] = {"read_timeout": 4}
 CHUNK = 4 << 20  # ranged reads and block writes of 4 MiB, several at once
 CONCURRENCY = 4
+# a whole archive's download: a store that trickles (each read just within READ_TIMEOUT)
+# cannot hold a start longer than this
+DOWNLOAD_SECONDS = 300.0
 
 
 class Location:
@@ -49,7 +56,9 @@ class Location:
         rest = segments[len(account_segments):]
         if not rest:
             raise ValueError("it names no container (…/CONTAINER[/PREFIX])")
-        self.account_url = f"{parts.scheme}://{parts.netloc}" + "".join(
+        # a user name or password is no credential of Blob Storage: never sent, never shown
+        # (messages, `doctor`, origin.json)
+        self.account_url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" + "".join(
             f"/{s}" for s in account_segments)
         self.container = rest[0]
         self.prefix = "".join(f"{s}/" for s in rest[1:])
@@ -100,7 +109,31 @@ def _clean(exc: BaseException) -> str:
     code = getattr(code, "value", code)  # the SDK's enum, or the service's string
     tags = " ".join(str(t) for t in (status, code) if t)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return redact_url(f"{type(exc).__name__}{f' ({tags})' if tags else ''}: {text}")[:300]
+    return escaped(redact_url(f"{type(exc).__name__}{f' ({tags})' if tags else ''}: {text}"))[:300]
+
+
+class _SharedDescriptor:
+    """A duplicate of a file's descriptor for the download threads, closed by the last one
+    to finish: a thread left behind never writes into a descriptor number reused since."""
+
+    def __init__(self, fd: int, users: int) -> None:
+        self.fd, self.users, self.lock = os.dup(fd), users, threading.Lock()
+
+    def write(self, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self.fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    def release(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users == 0:
+                os.close(self.fd)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 class AzureBackend:
@@ -142,8 +175,53 @@ class AzureBackend:
         return self._call(f"reading {name}", read)
 
     def download(self, name: str, into: BinaryIO) -> int:
-        return self._call(f"downloading {name}", lambda: int(
-            self._blob(name).download_blob(max_concurrency=CONCURRENCY).readinto(into)))
+        """Ranged reads of CHUNK bytes, CONCURRENCY at a time, of one version of the blob (its
+        etag), all within DOWNLOAD_SECONDS; past that, the reads still under way are left to
+        end on their own (they write to a descriptor of their own, never to `into` after
+        this returns) and RemoteError says so."""
+        from azure.core import MatchConditions
+
+        what = f"downloading {name}"
+        blob = self._blob(name)
+        properties = self._call(what, lambda: blob.get_blob_properties(**QUICK))
+        size, etag = int(properties.size or 0), properties.etag
+        pending = list(range(0, size, CHUNK))[::-1]
+        guard = threading.Lock()
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        target = _SharedDescriptor(into.fileno(), CONCURRENCY)
+
+        def fetch() -> None:
+            try:
+                while not stop.is_set():
+                    with guard:
+                        if not pending:
+                            return
+                        offset = pending.pop()
+                    data = blob.download_blob(offset, min(CHUNK, size - offset), etag=etag,
+                                              match_condition=MatchConditions.IfNotModified,
+                                              ).readall()
+                    if not stop.is_set():
+                        target.write(data, offset)
+            except BaseException as exc:  # the first one is raised by download()
+                errors.append(exc)
+                stop.set()
+            finally:
+                target.release()
+
+        workers = [threading.Thread(target=fetch, name=f"download-{n}", daemon=True)
+                   for n in range(CONCURRENCY)]
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + DOWNLOAD_SECONDS
+        for worker in workers:
+            worker.join(max(deadline - time.monotonic(), 0.0))
+        if any(worker.is_alive() for worker in workers):
+            stop.set()
+            raise RemoteError(f"{what}: not finished within {DOWNLOAD_SECONDS:.0f} s")
+        if errors:
+            self._call(what, lambda: _raise(errors[0]))
+        return size
 
     def put(self, name: str, data: bytes | BinaryIO, *, if_absent: bool = False,
             if_version: str | None = None) -> bool:
@@ -223,11 +301,22 @@ class AzureBackend:
 
         return self._call(f"taking the lease on {name}", take)
 
-    def renew(self, name: str, lease: str) -> None:
+    def renew(self, name: str, lease: str, holder: Mapping[str, str] | None = None) -> None:
         from azure.storage.blob import BlobLeaseClient
 
-        self._call(f"renewing the lease on {name}",
-                   lambda: BlobLeaseClient(self._blob(name), lease_id=lease).renew(**QUICK))
+        def renew() -> None:
+            blob = self._blob(name)
+            BlobLeaseClient(blob, lease_id=lease).renew(**QUICK)
+            if holder is not None:
+                blob.set_blob_metadata(dict(holder), lease=lease, **QUICK)
+
+        self._call(f"renewing the lease on {name}", renew)
+
+    def break_lease(self, name: str) -> None:
+        from azure.storage.blob import BlobLeaseClient
+
+        self._call(f"breaking the lease on {name}", lambda: BlobLeaseClient(
+            self._blob(name)).break_lease(lease_break_period=0, **QUICK))
 
     def release(self, name: str, lease: str) -> None:
         from azure.storage.blob import BlobLeaseClient

@@ -4,7 +4,9 @@
     lease free?      -> take it: this node builds, and publishes after (the lease is
                         renewed until the manifest is written)
     lease taken      -> say who holds it every 10 s and poll for the manifest; when the
-                        holder dies its lease expires and one waiter takes it over; after
+                        holder dies its lease expires and one waiter takes it over; a lease
+                        whose holder record shows no renewal for STALE_SECONDS (an infinite
+                        lease, a holder that renews no more) is broken and taken over; after
                         EXTENSIBILITY_REMOTE_WAIT, build here
 
 Any failure of the store is one warning and a local build: the store is not asked again
@@ -23,7 +25,7 @@ from collections.abc import Callable
 
 from extensibility.errors import RemoteUnavailable
 from extensibility.faults import pause
-from extensibility.log import Log
+from extensibility.log import Log, escaped
 from extensibility.remote.backend import Backend, LeaseTaken, RemoteError
 from extensibility.remote.manifest import (
     BadManifest,
@@ -42,6 +44,10 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 LEASE_SECONDS = 15  # the shortest lease Azure grants: a dead builder is replaced soon
+# the holder writes its record again at every renewal (every LEASE_SECONDS / 3): a record
+# a waiter sees unchanged for this long, on its own clock, is a lease nobody renews
+STALE_SECONDS = 2 * LEASE_SECONDS
+MAX_HELD_SECONDS = 7 * 86400  # a "since" further back (or ahead) is not believed
 POLL_SECONDS = 1.0
 SAY_EVERY_SECONDS = 10.0
 
@@ -49,8 +55,10 @@ SAY_EVERY_SECONDS = 10.0
 class Lease:
     """A held lease, renewed by a thread until it is released or handed to another process."""
 
-    def __init__(self, backend: Backend, key: str, lease_id: str, log: Log) -> None:
+    def __init__(self, backend: Backend, key: str, lease_id: str, log: Log,
+                 since: str | None = None) -> None:
         self.backend, self.key, self.id, self.log = backend, key, lease_id, log
+        self.since = since or str(int(time.time()))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name=f"lease-{key}", daemon=True)
         self._thread.start()
@@ -59,7 +67,8 @@ class Lease:
         warned = False
         while not self._stop.wait(LEASE_SECONDS / 3):
             try:
-                self.backend.renew(lock_name(self.key), self.id)
+                self.backend.renew(lock_name(self.key), self.id,
+                                   {**holder_record(self.since), "renewed": str(time.time())})
             except RemoteError as exc:  # tried again at the next tick: a blip is not a loss
                 if not warned:
                     self.log.warning("remote", f"the build lease on {self.key} could not be "
@@ -100,22 +109,29 @@ class Claim:
             self.lease.release()
 
 
-def holder_record() -> dict[str, str]:
-    return {"host": socket.gethostname(), "pid": str(os.getpid()), "since": str(int(time.time()))}
+def holder_record(since: str | None = None) -> dict[str, str]:
+    return {"host": socket.gethostname(), "pid": str(os.getpid()),
+            "since": since or str(int(time.time()))}
 
 
 def describe_holder(holder: dict[str, str]) -> str:
+    """Who holds a lease, from the record it wrote (read from the store: escaped, and a
+    duration that cannot be right is not repeated)."""
     try:
-        since = f", for {time.time() - float(holder['since']):.0f} s"
+        held = time.time() - float(holder["since"])
     except (KeyError, ValueError):
-        since = ""
-    return f"{holder.get('host', 'another node')} (pid {holder.get('pid', '?')}{since})"
+        held = -1.0
+    since = f", for {held:.0f} s" if 0 <= held <= MAX_HELD_SECONDS else \
+        ", for an unknown time"
+    return (f"{escaped(holder.get('host', 'another node')[:100])} "
+            f"(pid {escaped(holder.get('pid', '?')[:20])}{since})")
 
 
 class RemoteCache:
-    def __init__(self, backend: Backend, wait: float) -> None:
+    def __init__(self, backend: Backend, wait: float, compile_timeout: float = 1800.0) -> None:
         self.backend = backend
         self.wait = wait
+        self.compile_timeout = compile_timeout  # a publisher's wait for the byte-compile
         self.down: str | None = None  # why the store is not used any more in this process
 
     def attempt(self, log: Log, action: Callable[[], T]) -> T | None:
@@ -159,6 +175,9 @@ class RemoteCache:
         deadline = time.monotonic() + self.wait
         said = 0.0
         replace: str | None = None
+        seen: tuple[tuple[str, str], ...] | None = None  # the holder's record, as last seen
+        seen_since = 0.0
+        broken = False
         while True:
             manifest = self.manifest(key, document, log)
             if manifest is not None and manifest.etag != replace:
@@ -168,11 +187,22 @@ class RemoteCache:
             if self.down is not None:
                 return Claim(self)
             try:
-                lease_id = self.backend.acquire(lock_name(key), LEASE_SECONDS, holder_record())
+                record = holder_record()
+                lease_id = self.backend.acquire(lock_name(key), LEASE_SECONDS, record)
             except LeaseTaken as taken:
                 if replace is not None:
                     return Claim(self)  # the published one is bad and another node is on it
                 now = time.monotonic()
+                shown = tuple(sorted(taken.holder.items()))
+                if shown != seen:  # renewed (or a new holder): progress
+                    seen, seen_since = shown, now
+                elif now - seen_since >= STALE_SECONDS and not broken:
+                    log.warning("remote", f"the build lease on {key} of "
+                                f"{describe_holder(taken.holder)} was not renewed for "
+                                f"{now - seen_since:.0f} s: it is stale; breaking it")
+                    broken = True
+                    self.attempt(log, lambda: self.backend.break_lease(lock_name(key)))
+                    continue
                 if now >= deadline:
                     log.warning("remote", f"waited {self.wait:.0f} s for "
                                 f"{describe_holder(taken.holder)} to publish {key} "
@@ -195,7 +225,8 @@ class RemoteCache:
                 continue
             log.phase("remote", f"no published environment for {key}: building it here, "
                       f"then publishing it to {self.backend.description}")
-            return Claim(self, lease=Lease(self.backend, key, lease_id, log), replace=replace)
+            return Claim(self, lease=Lease(self.backend, key, lease_id, log, record["since"]),
+                         replace=replace)
 
     def restore(self, store: Store, manifest: Manifest, document: str, interpreter: str,
                 log: Log) -> bool:

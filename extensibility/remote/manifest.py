@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 
+from extensibility.log import escaped
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -128,7 +130,7 @@ def parse(data: bytes, etag: str | None, key: str, document: str) -> Manifest:
         if not isinstance(fields, dict) or fields.get("schema") != SCHEMA:
             raise BadManifest(f"not a schema {SCHEMA} manifest")
         if manifest.key != key:
-            raise BadManifest(f"it is the manifest of {manifest.key}")
+            raise BadManifest(f"it is the manifest of {escaped(str(manifest.key))}")
         if json.dumps(fields.get("document"), sort_keys=True) != \
                 json.dumps(json.loads(document), sort_keys=True):
             raise BadManifest("its key document is not this request's")
@@ -142,5 +144,5 @@ def parse(data: bytes, etag: str | None, key: str, document: str) -> Manifest:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in links.items()):
             raise BadManifest("malformed links")
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise BadManifest(f"unreadable ({type(exc).__name__}: {exc})") from None
+        raise BadManifest(f"unreadable ({type(exc).__name__}: {escaped(str(exc))})") from None
     return manifest

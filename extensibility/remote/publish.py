@@ -1,10 +1,11 @@
 """Publishing a build to the remote cache, without making the server wait.
 
 `run` hands the build's lease to a child (`hand_over`) and execs the server at once; the
-child holds the environment's in-use lock, renews the lease, waits for the byte-compile,
-uploads the archive and then the manifest, and releases the lease. If it dies, no manifest
-is written and the lease expires: a waiting node takes the build over. `prepare` and `push`
-publish in the foreground (`publish_now`).
+child holds the environment's in-use lock, renews the lease, waits for the byte-compile
+(EXTENSIBILITY_INSTALL_TIMEOUT at most: then it gives the lease back), uploads the archive
+and then the manifest, and releases the lease. If it dies, no manifest is written and the
+lease expires: a waiting node takes the build over. `prepare` and `push` publish in the
+foreground (`publish_now`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from extensibility.remote.backend import RemoteError
 from extensibility.remote.cache import Claim, Lease, RemoteCache
 from extensibility.store import Store
 
-HANDOVER = "_EXTENSIBILITY_PUBLISH"  # the child's orders: key, lease id, etag to replace
+HANDOVER = "_EXTENSIBILITY_PUBLISH"  # the child's orders: key, lease id, etag to replace, since
 
 
 def hand_over(claim: Claim, env: Mapping[str, str], log: Log) -> None:
@@ -30,7 +31,8 @@ def hand_over(claim: Claim, env: Mapping[str, str], log: Log) -> None:
         return
     import subprocess
 
-    orders = json.dumps({"key": lease.key, "lease": lease.id, "replace": claim.replace})
+    orders = json.dumps({"key": lease.key, "lease": lease.id, "replace": claim.replace,
+                         "since": lease.since})
     try:
         child = subprocess.Popen(
             [sys.executable, "-m", "extensibility.remote.publish"],
@@ -55,10 +57,13 @@ def publish_now(remote: RemoteCache, store: Store, key: str, log: Log, *,
                 lease: Lease | None = None, replace: str | None = None) -> bool:
     """Compile if needed, upload, release the lease. Returns whether a manifest was written;
     raises RemoteError when the store fails."""
-    from extensibility.compile import compile_now
+    from extensibility.compile import CompileTimeout, compile_now
 
     try:
-        compile_now(store, store.env_dir(key))
+        try:
+            compile_now(store, store.env_dir(key), remote.compile_timeout)
+        except CompileTimeout as exc:  # the lease is released below: another node may build
+            raise RemoteError(str(exc)) from None
         return remote.publish(store, key, log, replace=replace)
     finally:
         if lease is not None:
@@ -79,7 +84,7 @@ def main() -> int:
     store = Store(settings.cache_dir)
     key = orders["key"]
     store.hold(key)  # in use while it is read: no clean-up removes it under the upload
-    lease = Lease(remote.backend, key, orders["lease"], log)
+    lease = Lease(remote.backend, key, orders["lease"], log, orders.get("since"))
     try:
         publish_now(remote, store, key, log, lease=lease, replace=orders["replace"])
     except RemoteError as exc:

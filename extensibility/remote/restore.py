@@ -2,15 +2,16 @@
 relocate, then publish locally with the same marker-last rule as a build.
 
 The checksum is verified before a single file is unpacked; anything wrong (size, sha256, an
-unsafe or damaged archive, a link that is not this image's interpreter) discards what was
-unpacked and leaves the key to a local build."""
+unsafe or damaged archive, a link that is not this image's interpreter, any failure while
+unpacking) is one warning: what was unpacked is removed and the key is left to a local build,
+which replaces the bad manifest."""
 
 from __future__ import annotations
 
 import tempfile
 import time
 
-from extensibility.log import Log
+from extensibility.log import Log, escaped
 from extensibility.remote.archive import UnsafeArchive, checksum, unpack
 from extensibility.remote.manifest import Manifest, mebibytes
 from extensibility.remote.relocate import NotRelocatable, relocate
@@ -31,7 +32,7 @@ def restore(download: Download, source: str, store: Store, manifest: Manifest, d
     store failed, said); `source` names the store in the environment's record."""
     key, started = manifest.key, time.monotonic()
     log.phase("remote", f"restoring {key} ({mebibytes(manifest.size)}, built on "
-              f"{manifest.builder_host})")
+              f"{escaped(manifest.builder_host)})")
     with tempfile.TemporaryFile(dir=store.root) as handle:
         if download(handle) is None:
             return False
@@ -50,6 +51,11 @@ def restore(download: Download, source: str, store: Store, manifest: Manifest, d
         except (UnsafeArchive, NotRelocatable) as exc:
             store.discard(key)
             log.warning("remote", f"the archive of {key} is refused: {exc}")
+            return False
+        except Exception as exc:  # any other failure too: a local build, never an exit
+            store.discard(key)
+            log.warning("remote", f"the archive of {key} could not be restored "
+                        f"({type(exc).__name__}: {escaped(str(exc))}); building here")
             return False
         except BaseException:
             store.discard(key)
