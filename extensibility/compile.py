@@ -39,10 +39,15 @@ except BlockingIOError:
 # what the server is about to import (and what those import), so the idle core stays ahead
 # of it; the test suites last (compileall skips what is compiled already)
 tests = re.compile(r"[/\\\\](tests?|testing)[/\\\\]")
+def compile_folder(folder, **options):
+    try:
+        compileall.compile_dir(folder, quiet=2, workers=0, **options)
+    except OSError:  # no process pool here (a container without a writable /dev/shm)
+        compileall.compile_dir(folder, quiet=2, workers=1, **options)
 for folder in folders:
-    compileall.compile_dir(folder, quiet=2, workers=0, rx=tests)
+    compile_folder(folder, rx=tests)
 for folder in folders[int(first):]:  # a file that does not compile (py2 test data) stays so
-    compileall.compile_dir(folder, quiet=2, workers=0)
+    compile_folder(folder)
 temporary = "%s.%d.tmp" % (marker, os.getpid())
 os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
 os.replace(temporary, marker)
@@ -123,7 +128,8 @@ def start_background(store: Store, environment: Path, log: Log,
 
 def compile_now(store: Store, environment: Path) -> None:
     """Return once `environment` is compiled: wait for a compile that is running, or run
-    one here (the remote cache publishes only compiled environments)."""
+    one here (the remote cache publishes only compiled environments). Returns without the
+    marker when the compile here fails: retrying it would fail the same way, for ever."""
     import fcntl
     import subprocess
 
@@ -136,8 +142,11 @@ def compile_now(store: Store, environment: Path) -> None:
         finally:
             os.close(descriptor)
         if not is_compiled(environment):
-            subprocess.run(_command(store, environment, []), stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            done = subprocess.run(_command(store, environment, []), stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  check=False)
+            if done.returncode != 0:
+                return
 
 
 def _command(store: Store, environment: Path, first: list[Path]) -> list[str]:
