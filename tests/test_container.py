@@ -178,7 +178,7 @@ def test_sv_restart_restarts_the_server_warm_under_the_supervisor(serving: Servi
     container = serving.container
     before = container.sv("status")
     assert before.stdout.startswith("run: "), before.stdout + before.stderr
-    restarted = container.sv("restart")
+    restarted = container.sv("-w", "120", "restart")  # sv's own wait: 7 s by default
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     container.wait_for_log("(request unchanged")  # the restart's start: a cache hit
     wait_for(lambda: healthy(container), 300, "GET / after sv restart")
