@@ -111,7 +111,8 @@ def compile_now(store: Store, environment: Path, timeout: float = COMPILE_TIMEOU
     """Return once `environment` is compiled: wait for a compile that is running, or run
     one here (the remote cache publishes only compiled environments). Raises
     CompileTimeout after `timeout` seconds (a compile that never ends must not hold a
-    publisher, and its lease, forever)."""
+    publisher, and its lease, forever); returns without the marker when the compile here
+    fails (retrying it would fail the same way, for ever)."""
     import fcntl
     import subprocess
 
@@ -133,11 +134,14 @@ def compile_now(store: Store, environment: Path, timeout: float = COMPILE_TIMEOU
             os.close(descriptor)
         if not is_compiled(environment):
             try:
-                subprocess.run(_command(store, environment, []), stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               check=False, timeout=max(deadline - time.monotonic(), 1.0))
+                done = subprocess.run(_command(store, environment, []),
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, check=False,
+                                      timeout=max(deadline - time.monotonic(), 1.0))
             except subprocess.TimeoutExpired:  # killed: its workers die with it
                 raise _timed_out(environment, timeout) from None
+            if done.returncode != 0:
+                return
 
 
 def _timed_out(environment: Path, timeout: float) -> CompileTimeout:

@@ -20,7 +20,7 @@ import multiprocessing
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -55,6 +55,17 @@ def compile_one(path: str, skip: re.Pattern[str] | None) -> bool:
     return bool(compileall.compile_file(path, quiet=2, rx=skip))
 
 
+def compile_folders(run: Callable[..., Iterable[bool]], folders: list[str],
+                    first_count: int) -> None:
+    """The packages the scoring script imports, then everything else, both without test
+    suites: what the server is about to import, so the idle core stays ahead of it; the
+    test suites last (what is compiled already is skipped). `run`: map, or a pool's."""
+    for folder in folders:
+        list(run(functools.partial(compile_one, skip=TESTS), sources(folder)))
+    for folder in folders[first_count:]:
+        list(run(functools.partial(compile_one, skip=None), sources(folder)))
+
+
 def _pause_for_tests() -> None:
     if os.environ.get("_EXTENSIBILITY_TEST_PAUSE", "").startswith("compile:"):
         from extensibility.faults import pause
@@ -71,19 +82,18 @@ def main(argv: list[str]) -> int:
     except BlockingIOError:
         return 0  # another compile of this environment is running
     workers = os.cpu_count() or 1
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                             initializer=die_with_parent, initargs=(os.getpid(), lock)) as pool:
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=die_with_parent, initargs=(os.getpid(), lock))
         list(pool.map(abs, range(workers)))  # the workers start now
+    except OSError:  # no process pool here (a container without a writable /dev/shm)
         _pause_for_tests()
-        # the packages the scoring script imports, then everything else, both without test
-        # suites: what the server is about to import, so the idle core stays ahead of it;
-        # the test suites last (what is compiled already is skipped)
-        for folder in folders:
-            list(pool.map(functools.partial(compile_one, skip=TESTS), sources(folder),
-                          chunksize=16))
-        for folder in folders[int(first_count):]:
-            list(pool.map(functools.partial(compile_one, skip=None), sources(folder),
-                          chunksize=16))
+        compile_folders(map, folders, int(first_count))
+    else:
+        with pool:
+            _pause_for_tests()
+            compile_folders(functools.partial(pool.map, chunksize=16), folders,
+                            int(first_count))
     temporary = f"{marker}.{os.getpid()}.tmp"
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
     os.replace(temporary, marker)

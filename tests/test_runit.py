@@ -76,5 +76,6 @@ def test_the_dockerfile_matches_the_prebuilt_images_layout() -> None:
     assert "USER dockeruser" in dockerfile  # the images' server user
     assert "/var/runit/gunicorn/" in dockerfile  # the images' runit service of the server
     assert os.access(ENTRYPOINT_FILES / "extensibility-entrypoint.sh", os.X_OK)
-    for script in ("run", "finish"):
+    assert "COPY entrypoint/runit/runsvdir-start " in dockerfile  # the first process
+    for script in ("run", "finish", "runsvdir-start"):
         assert os.access(ENTRYPOINT_FILES / "runit" / script, os.X_OK)
